@@ -2,10 +2,13 @@
 //!
 //! - [`verity`]: fs-verity digests (userspace Merkle tree, kernel ioctls).
 //! - [`tree`]: the in-memory filesystem tree images are built from.
-//! - [`erofs`]: the composefs EROFS image format.
+//! - [`dumpfile`]: the composefs-dump text format.
+//! - [`erofs`]: the composefs EROFS image format (writer and reader).
 //!
 //! No async runtime; parallel work uses `std::thread::scope`.
 
+pub mod dumpfile;
 pub mod erofs;
+mod sys;
 pub mod tree;
 pub mod verity;

@@ -6,4 +6,6 @@
 //! - [`xattr`]: name prefixes, entry sizes, the name bloom filter.
 
 pub mod format;
+pub mod reader;
+pub mod writer;
 pub mod xattr;

@@ -68,9 +68,9 @@ pub fn filter_bit(index: u8, suffix: &[u8]) -> u32 {
 
 /// The `h_name_filter` value for a set of (index, suffix) names.
 pub fn name_filter<'a>(names: impl IntoIterator<Item = (u8, &'a [u8])>) -> u32 {
-    !names
-        .into_iter()
-        .fold(0u32, |mask, (index, suffix)| mask | filter_bit(index, suffix))
+    !names.into_iter().fold(0u32, |mask, (index, suffix)| {
+        mask | filter_bit(index, suffix)
+    })
 }
 
 const PRIME32_1: u32 = 0x9e37_79b1;
@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(xxh32(b"", 0), 0x02cc_5d05);
         assert_eq!(xxh32(b"a", 0), 0x550d_7456);
         assert_eq!(xxh32(b"abc", 0), 0x32d1_53ff);
-        assert_eq!(xxh32(b"Nobody inspects the spammish repetition", 0), 0xe229_3b2f);
+        assert_eq!(
+            xxh32(b"Nobody inspects the spammish repetition", 0),
+            0xe229_3b2f
+        );
         assert_eq!(xxh32(b"", 1), 0x0b2c_b792);
     }
 

@@ -1,0 +1,1 @@
+//! EROFS image reader: image → tree, validating everything. (Being implemented.)

@@ -1,0 +1,1 @@
+//! EROFS image writer, byte-identical to C `mkcomposefs`. (Being implemented.)

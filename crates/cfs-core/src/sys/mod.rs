@@ -1,0 +1,3 @@
+//! The one place with `unsafe` code: raw ioctls the safe wrappers lack.
+//! Every block carries a `// SAFETY:` comment naming the kernel structure it matches.
+#![allow(unsafe_code)]
