@@ -1,0 +1,1 @@
+//! Unit tests of the composefs-dump parser and printers.
