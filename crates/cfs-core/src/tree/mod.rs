@@ -15,8 +15,10 @@
 //! Invariants are checked by [`FileSystem::validate`]; producers may build the
 //! tree in any order and call [`FileSystem::sort_directories`] at the end.
 
+mod from_dir;
 mod validate;
 
+pub use from_dir::{FileRef, ScanError, ScanOptions, ScannedTree, scan_directory};
 pub use validate::{MAX_NAME_LEN, TreeError};
 
 use crate::verity::Digest;
