@@ -8,7 +8,9 @@
 //! - `trusted.overlay.metacopy` on a regular file → digest; on other inodes
 //!   dropped;
 //! - `trusted.overlay.overlay.whiteout` on a regular file → the file is a
-//!   whiteout (character device 0:0);
+//!   whiteout (character device 0:0, keeping its permission bits; its data
+//!   and other overlay xattrs are ignored, like in C — a user-supplied
+//!   `trusted.overlay.whiteout` on any file produces this);
 //! - `trusted.overlay.overlay.whiteouts`, `user.overlay.whiteout`,
 //!   `user.overlay.whiteouts` → dropped (writer markers);
 //! - `trusted.overlay.overlay.X` → `trusted.overlay.X` (one level unescaped);
@@ -25,8 +27,7 @@
 //! - redirect and metacopy only on chunk-based files (on a file with inline
 //!   content overlayfs would serve the object, not the stored bytes), and a
 //!   chunk-based file of size > 0 has a metacopy (without one overlayfs would
-//!   not follow the redirect);
-//! - the whiteout marker only on an empty flat file.
+//!   not follow the redirect).
 
 use super::walk::Budget;
 use super::{InodeData, InodeRef, ReadError, XattrRef};
@@ -214,15 +215,12 @@ pub(super) fn regular_kind<'a>(
     inode: &InodeRef<'a>,
     scanned: &Scanned<'a>,
 ) -> Result<RegularKind<'a>, ReadError> {
+    if scanned.whiteout {
+        return Ok(RegularKind::Whiteout);
+    }
     let overlay = scanned.redirect.is_some() || scanned.metacopy.is_some();
     match inode.data {
         InodeData::Chunked { .. } if inode.size > 0 => {
-            if scanned.whiteout {
-                return Err(overlay_error(
-                    inode,
-                    format!("whiteout marker on a non-empty file (size {})", inode.size),
-                ));
-            }
             let Some(metacopy) = scanned.metacopy else {
                 return Err(overlay_error(
                     inode,
@@ -247,11 +245,6 @@ pub(super) fn regular_kind<'a>(
         _ if overlay => Err(overlay_error(
             inode,
             "trusted.overlay.redirect/metacopy on a file with inline content".into(),
-        )),
-        InodeData::None if scanned.whiteout => Ok(RegularKind::Whiteout),
-        _ if scanned.whiteout => Err(overlay_error(
-            inode,
-            format!("whiteout marker on a non-empty file (size {})", inode.size),
         )),
         _ => Ok(RegularKind::Inline),
     }
