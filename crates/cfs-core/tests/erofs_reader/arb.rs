@@ -277,10 +277,8 @@ fn normalise_inode(fs: &FileSystem, inode: &Inode, markers: bool, expected: bool
         InodeKind::Regular(RegularFile::External(e)) if e.size == 0 => {
             inode.kind = InodeKind::Regular(RegularFile::Inline(Box::default()));
         }
-        InodeKind::Regular(RegularFile::External(e)) => {
-            if e.payload.as_deref() == Some(b"") {
-                e.payload = None;
-            }
+        InodeKind::Regular(RegularFile::External(e)) if e.payload.as_deref() == Some(b"") => {
+            e.payload = None;
         }
         _ => {}
     }
@@ -326,6 +324,6 @@ pub(crate) fn canon(fs: &FileSystem, expected: bool, version: u32) -> Vec<Record
 pub(crate) fn aliases_follow_first_name(fs: &FileSystem) -> bool {
     let mut seen = HashSet::new();
     let mut ok = true;
-    fs.walk(|_, e| ok &= e.alias == !seen.insert(e.inode));
+    fs.walk(|_, e| ok &= e.alias != seen.insert(e.inode));
     ok
 }
