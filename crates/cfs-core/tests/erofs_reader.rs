@@ -568,3 +568,58 @@ fn sha512_metacopy_reads_back() {
     assert_eq!(refs[0].digest, Some(digest));
     assert_eq!(refs[0].payload, Some(digest.object_path().as_bytes()));
 }
+
+/// Reads a large real-world image: `/usr` of this machine, scanned metadata
+/// only, every file given a fake object path and digest. Run with
+/// `cargo test --release -p cfs-core --test erofs_reader -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing test on the host's /usr"]
+fn large_image_reads_fast() {
+    use cfs_core::tree::{ScanOptions, scan_directory};
+    use cfs_core::verity::Digest;
+
+    let mut scan = scan_directory(Path::new("/usr"), &ScanOptions::default()).unwrap();
+    for (n, f) in scan.files.iter().enumerate() {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        let digest = Digest::sha256(Sha256::digest(bytes).into());
+        if let InodeKind::Regular(RegularFile::External(e)) = &mut scan.fs.inode_mut(f.inode).kind {
+            e.payload = Some(digest.object_path().into_bytes().into());
+            e.digest = Some(digest);
+        }
+    }
+    let image = write(&scan.fs, 0, 1);
+    let hwm = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .unwrap()
+            .to_owned()
+    };
+    eprintln!(
+        "image {} bytes, {} inodes; {}",
+        image.len(),
+        scan.fs.len(),
+        hwm()
+    );
+    drop(scan);
+
+    let start = Instant::now();
+    let (fs, _) = read_image(&image, &ReadOptions::default()).unwrap();
+    let read_time = start.elapsed();
+    let start = Instant::now();
+    let mut dump = Vec::new();
+    write_dumpfile(&fs, &mut dump).unwrap();
+    let print_time = start.elapsed();
+    let start = Instant::now();
+    let refs = referenced_objects(&Image::open(&image).unwrap(), &ReadOptions::default()).unwrap();
+    let objects_time = start.elapsed();
+    eprintln!(
+        "read {read_time:?}, dump {print_time:?} ({} bytes), objects {objects_time:?} ({}); {}",
+        dump.len(),
+        refs.len(),
+        hwm()
+    );
+    assert!(read_time < Duration::from_secs(1));
+}

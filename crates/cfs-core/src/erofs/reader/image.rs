@@ -240,6 +240,11 @@ impl<'a> Image<'a> {
         self.data.is_empty()
     }
 
+    /// Header `composefs_version` (0, 1, or 2 for composefs-rs V2).
+    pub fn composefs_version(&self) -> u32 {
+        self.composefs_version
+    }
+
     /// nid of the root directory.
     pub fn root_nid(&self) -> u64 {
         self.root_nid

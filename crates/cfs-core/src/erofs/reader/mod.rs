@@ -15,7 +15,8 @@
 //! directories, entries in on-disk (name) order, skipping `.` and `..`. The
 //! first name of an inode in that order is its primary name; a nid met again
 //! becomes a hard link (alias). Character devices 0:0 — the 256 root stubs
-//! `00`..`ff` and any native whiteout — are skipped. Regular files, xattrs and
+//! `00`..`ff` and any native whiteout — are skipped (except in composefs-rs
+//! V2 images, which have no stubs and store whiteouts natively). Regular files, xattrs and
 //! escaped whiteouts are mapped back as described below under `overlay`. With
 //! [`ReadOptions::filter`], only the listed root entries are loaded (like
 //! `composefs-info --filter`).

@@ -556,3 +556,119 @@ fn budget_stops_shared_xattr_amplification() {
             .is_empty()
     );
 }
+
+#[test]
+fn v2_images_keep_native_whiteouts() {
+    let mut raw = simple();
+    raw.dir(
+        36,
+        2,
+        &[
+            (b".", 36, D),
+            (b"..", 36, D),
+            (b"f", 40, R),
+            (b"w", 42, file_type::CHRDEV),
+        ],
+    );
+    raw.inode(42, 0o020600, 2, DataLayout::FlatPlain, 0, 0, &[], &[]);
+    // nlink 2 is fine for a kept whiteout, but fatal for a skipped one.
+    let e = read(&raw).unwrap_err();
+    assert!(
+        matches!(e.root_cause(), ReadError::WhiteoutLinked { nlink: 2, .. }),
+        "{e}"
+    );
+    raw.put(12, &2u32.to_le_bytes());
+    let fs = read(&raw).unwrap();
+    let w = fs.inode(fs.lookup(b"/w").unwrap());
+    assert_eq!(w.kind, InodeKind::CharDevice(0));
+    assert_eq!(w.stat.mode, 0o600);
+    // Format versions above 2 are not supported (C: ENOTSUP).
+    raw.put(12, &3u32.to_le_bytes());
+    let e = read(&raw).unwrap_err();
+    assert!(
+        matches!(e, ReadError::UnsupportedFormatVersion { found: 3 }),
+        "{e}"
+    );
+    assert_eq!(e.errno(), rustix::io::Errno::NOTSUP);
+}
+
+#[test]
+fn superblock_checks() {
+    let ok = simple();
+    let cases: [(usize, &[u8], &str); 7] = [
+        (SUPERBLOCK_OFFSET, &[0; 4], "not an EROFS image"),
+        (SUPERBLOCK_OFFSET + 12, &[9], "blkszbits"),
+        (SUPERBLOCK_OFFSET + 8, &[0x10, 0, 0, 0], "feature_compat"),
+        (SUPERBLOCK_OFFSET + 80, &[1, 0, 0, 0], "feature_incompat"),
+        (
+            SUPERBLOCK_OFFSET + 36,
+            &[2, 0, 0, 0],
+            "superblock says 2 blocks",
+        ),
+        (SUPERBLOCK_OFFSET + 14, &[1, 0], "invalid nid 1"),
+        (8, &[2, 0, 0, 0], "header flags"),
+    ];
+    for (at, bytes, msg) in cases {
+        let mut raw = Raw(ok.0.clone());
+        raw.put(at, bytes);
+        let e = read(&raw).unwrap_err();
+        assert!(e.to_string().contains(msg), "{msg}: {e}");
+    }
+    // A root nid beyond the image.
+    let mut raw = Raw(ok.0.clone());
+    raw.put(SUPERBLOCK_OFFSET + 14, &200u16.to_le_bytes());
+    assert!(matches!(
+        read(&raw).unwrap_err(),
+        ReadError::BadNid { nid: 200, .. }
+    ));
+}
+
+#[test]
+fn inode_layout_checks() {
+    let cases: [(u16, DataLayout, u32, &str); 5] = [
+        (
+            0o020644,
+            DataLayout::FlatInline,
+            3,
+            "special files have no data",
+        ),
+        (0o120777, DataLayout::ChunkBased, 3, "symlinks must be flat"),
+        (0o120777, DataLayout::FlatPlain, 0, "1..=4095"),
+        (REG, DataLayout::FlatPlain, 5001, "limited to 5000"),
+        (0o170644, DataLayout::FlatPlain, 0, "no valid file type"),
+    ];
+    for (mode, layout, size, msg) in cases {
+        let mut raw = simple();
+        raw.inode(40, mode, 1, layout, size, 0, &[], b"abc");
+        let e = read(&raw).unwrap_err();
+        assert!(e.to_string().contains(msg), "{msg}: {e}");
+    }
+    // Data blocks outside the image.
+    let mut raw = simple();
+    raw.inode(40, REG, 1, DataLayout::FlatPlain, 3, 7, &[], &[]);
+    assert!(read(&raw).unwrap_err().to_string().contains("past the end"));
+    // Compressed layout and unknown i_format bits.
+    let mut raw = simple();
+    raw.put(40 * 32, &(1u16 << 1).to_le_bytes());
+    assert!(
+        read(&raw)
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported data layout 1")
+    );
+    raw.put(40 * 32, &0x0104u16.to_le_bytes());
+    assert!(read(&raw).unwrap_err().to_string().contains("unknown bits"));
+    // A symlink target with NUL.
+    let mut raw = simple();
+    raw.inode(40, 0o120777, 1, DataLayout::FlatInline, 3, 0, &[], b"a\0b");
+    raw.dir(
+        36,
+        2,
+        &[
+            (b".", 36, D),
+            (b"..", 36, D),
+            (b"f", 40, file_type::SYMLINK),
+        ],
+    );
+    assert!(read(&raw).unwrap_err().to_string().contains("NUL"));
+}

@@ -12,7 +12,9 @@
 //!   recomputes it when writing, so every C image satisfies it);
 //! - character devices 0:0 (the 256 root stubs `00`..`ff` and any native
 //!   whiteout) are skipped like C does; one with nlink > 1 or reached through
-//!   two names is an error;
+//!   two names is an error. Exception: composefs-rs V2 images
+//!   (`composefs_version` 2) have no stubs and store user whiteouts as real
+//!   character devices 0:0, so there they are kept like any device;
 //! - every dirent processed costs [`DIRENT_COST`] units of the [`Budget`],
 //!   which bounds the work a hostile image can cause (directories cannot
 //!   share blocks: their `.` entries would disagree).
@@ -306,7 +308,7 @@ fn step<'a, V: Visitor<'a>>(
             if inode.file_type != entry.file_type {
                 return Err(type_mismatch(inode.file_type));
             }
-            if inode.is_whiteout() {
+            if inode.is_whiteout() && image.composefs_version() < 2 {
                 if inode.nlink > 1 {
                     return Err(ReadError::WhiteoutLinked {
                         nid: entry.nid,
