@@ -574,6 +574,7 @@ fn sha512_metacopy_reads_back() {
 /// `cargo test --release -p cfs-core --test erofs_reader -- --ignored --nocapture`.
 #[test]
 #[ignore = "timing test on the host's /usr"]
+#[allow(clippy::print_stderr)] // reporting the timings is the point
 fn large_image_reads_fast() {
     use cfs_core::tree::{ScanOptions, scan_directory};
     use cfs_core::verity::Digest;
