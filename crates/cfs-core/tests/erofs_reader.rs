@@ -624,3 +624,90 @@ fn large_image_reads_fast() {
     );
     assert!(read_time < Duration::from_secs(1));
 }
+
+/// A corruption of an image: the offset is taken modulo the image length.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    U16(usize, u16),
+    U32(usize, u32),
+    U64(usize, u64),
+    Truncate(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let small32 = prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(36),
+        Just(4096),
+        Just(u32::MAX),
+        any::<u32>()
+    ];
+    prop_oneof![
+        3 => (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip(at, bit)),
+        1 => (any::<usize>(), any::<u16>()).prop_map(|(at, v)| Mutation::U16(at, v)),
+        2 => (any::<usize>(), small32).prop_map(|(at, v)| Mutation::U32(at, v)),
+        1 => (any::<usize>(), any::<u64>()).prop_map(|(at, v)| Mutation::U64(at, v)),
+        1 => any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+fn mutate(image: &mut Vec<u8>, m: &Mutation) {
+    // Keep the composefs header and EROFS magic most of the time: the
+    // interesting code is behind them.
+    let len = image.len();
+    if len <= 1032 {
+        return;
+    }
+    let at = |x: usize, w: usize| 1028 + x % (len - 1028 - w);
+    match *m {
+        Mutation::Flip(x, bit) => image[at(x, 1)] ^= 1 << bit,
+        Mutation::U16(x, v) => {
+            let i = at(x, 2) & !1;
+            image[i..i + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        Mutation::U32(x, v) => {
+            let i = at(x, 4) & !3;
+            image[i..i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        Mutation::U64(x, v) => {
+            let i = at(x, 8) & !7;
+            image[i..i + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        Mutation::Truncate(x) => image.truncate(x % len),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Corrupted images of random trees never panic and are read quickly.
+    #[test]
+    fn mutated_written_images_never_panic(
+        fs in arb::tree(),
+        mutations in prop::collection::vec(mutation(), 1..5),
+    ) {
+        let mut image = write(&fs, 0, 1);
+        for m in &mutations {
+            mutate(&mut image, m);
+        }
+        let _ = read_quickly(&image);
+    }
+
+    /// Random bytes, with or without a valid header and superblock.
+    #[test]
+    fn random_images_never_panic(
+        mut data in prop::collection::vec(any::<u8>(), 0..3 * 4096),
+        keep_header in any::<bool>(),
+    ) {
+        if keep_header && data.len() >= 4096 {
+            let header = fixture("edge-root-only.default.cfs");
+            data.truncate(data.len() / 4096 * 4096);
+            data[..1152].copy_from_slice(&header[..1152]);
+            let blocks = (data.len() / 4096) as u32;
+            data[1024 + 36..1024 + 40].copy_from_slice(&blocks.to_le_bytes());
+        }
+        let _ = read_quickly(&data);
+    }
+}
