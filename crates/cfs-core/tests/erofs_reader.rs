@@ -711,3 +711,23 @@ proptest! {
         let _ = read_quickly(&data);
     }
 }
+
+/// Writes the image of every successful corpus row into the directory named
+/// by `CFS_FUZZ_SEEDS` (seeds for `fuzz/`'s `erofs_read` target).
+#[test]
+#[ignore = "generates fuzzing seeds"]
+fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("CFS_FUZZ_SEEDS") else {
+        return;
+    };
+    for row in manifest().iter().filter(|r| r.kind != "dir") {
+        let input = fixture(&format!("{}.dump", row.case));
+        let opts = ParseOptions {
+            strict: row.variant == "strict",
+        };
+        let fs = parse_dumpfile(&input[..], &opts).unwrap();
+        let min = u32::from(row.variant == "minv1");
+        let name = format!("{}.{}.cfs", row.case, row.variant);
+        std::fs::write(Path::new(&dir).join(name), write(&fs, min, 1)).unwrap();
+    }
+}
