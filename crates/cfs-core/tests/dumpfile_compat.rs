@@ -607,6 +607,20 @@ fn parse_speed_usr_like() {
     let path = std::env::temp_dir().join("cfs-dumpfile-bench-usr.dump");
     let lines = synthetic_usr_dump(&path);
     let size = fs::metadata(&path).expect("stat").len();
+    // Peak RSS of one parse: reset the kernel's high-water mark first.
+    let status = |key: &str| -> u64 {
+        let text = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0)
+    };
+    let _ = fs::write("/proc/self/clear_refs", "5");
+    let before = status("VmRSS:");
+    let file = fs::File::open(&path).expect("open");
+    let tree = parse_dumpfile(BufReader::new(file), &ParseOptions::default()).expect("parse");
+    let peak = status("VmHWM:");
+    drop(tree);
     let mut best = f64::MAX;
     let mut entries = 0;
     for _ in 0..5 {
@@ -627,11 +641,14 @@ fn parse_speed_usr_like() {
     write_dumpfile(&fs, &mut sink).expect("dump");
     let print = start.elapsed().as_secs_f64();
     println!(
-        "{lines} lines, {:.1} MB, {entries} inodes: parse {:.3} s ({:.0} MB/s), dump {:.3} s",
+        "{lines} lines, {:.1} MB, {entries} inodes: parse {:.3} s ({:.0} MB/s), \
+         dump {:.3} s; RSS {:.1} MiB before, peak {:.1} MiB during a parse",
         size as f64 / 1e6,
         best,
         size as f64 / 1e6 / best,
-        print
+        print,
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
     );
     let _ = fs::remove_file(&path);
 }

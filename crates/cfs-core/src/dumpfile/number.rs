@@ -87,16 +87,32 @@ pub(super) fn parse_digest_lenient(text: &[u8]) -> Digest {
         }
     }
     let mut raw = [0u8; 32];
-    for (slot, pair) in raw.iter_mut().zip(text.chunks(2)) {
-        let hi = pair.first().copied().and_then(hex_value);
-        let lo = pair.get(1).copied().and_then(hex_value);
-        let (Some(hi), Some(lo)) = (hi, lo) else {
-            break;
+    let mut pairs = text.chunks_exact(2);
+    for (slot, pair) in raw.iter_mut().zip(&mut pairs) {
+        let (hi, lo) = match *pair {
+            [h, l] => (HEX_VALUE[usize::from(h)], HEX_VALUE[usize::from(l)]),
+            _ => break,
         };
+        if (hi | lo) & 0xf0 != 0 {
+            break;
+        }
         *slot = (hi << 4) | lo;
     }
     Digest::sha256(raw)
 }
+
+/// Value of each byte as a hex digit, 0xff if it is none.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 256 {
+        if let Some(v) = hex_value(i as u8) {
+            table[i] = v;
+        }
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
