@@ -37,6 +37,13 @@ fn sample_tree() -> tempfile::TempDir {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap();
+    rustix::fs::lsetxattr(
+        root,
+        "user.root-attr",
+        b"r",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     tmp
 }
 
@@ -49,6 +56,11 @@ fn scans_like_c_without_hardlinks() {
     assert_eq!(names(fs, InodeId::ROOT), ["b-file", "empty", "fifo", "sub"]);
     let sub = fs.lookup(b"/sub").unwrap();
     assert_eq!(names(fs, sub), ["a-link", "deeper", "sym"]);
+    // The root's own xattrs are read (not those of a /proc magic link).
+    assert_eq!(
+        fs.inode(InodeId::ROOT).stat.xattrs.get(b"user.root-attr"),
+        Some(&b"r"[..])
+    );
     let b = fs.inode(fs.lookup(b"/b-file").unwrap());
     assert_eq!(b.stat.mode, 0o4751);
     assert_eq!(b.nlink, 1);
