@@ -36,13 +36,36 @@ struct Fields<'a> {
 /// Splits off the text before the first `sep` (C `split_at`): returns the
 /// part and what follows the separator (empty if there was none).
 fn split_c(s: &[u8], sep: u8) -> (&[u8], &[u8]) {
-    match s.iter().position(|&b| b == sep) {
+    match find_byte(s, sep) {
         Some(p) => {
             let (head, tail) = s.split_at(p);
             (head, tail.get(1..).unwrap_or_default())
         }
         None => (s, &[]),
     }
+}
+
+/// Position of the first `needle` in `hay`, eight bytes at a time.
+pub(super) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let pattern = LOW.wrapping_mul(u64::from(needle));
+    let mut chunks = hay.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(bytes) ^ pattern;
+        // The lowest set bit marks the first zero byte of `x` exactly.
+        let zero = x.wrapping_sub(LOW) & !x & HIGH;
+        if zero != 0 {
+            return Some(offset + (zero.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let rest = hay.get(offset..).unwrap_or_default();
+    rest.iter().position(|&b| b == needle).map(|p| offset + p)
 }
 
 fn split_fields(mut line: &[u8]) -> Fields<'_> {
@@ -292,7 +315,7 @@ impl XattrSet {
         while !rest.is_empty() {
             let (field, tail) = split_c(rest, b' ');
             rest = tail;
-            let Some(eq) = field.iter().position(|&b| b == b'=') else {
+            let Some(eq) = find_byte(field, b'=') else {
                 return Err(ParseErrorKind::MissingXattrEquals);
             };
             let (key, eq_value) = field.split_at(eq);
@@ -328,7 +351,9 @@ impl Builder {
 
     /// Parses one line (without its `\n`) into the tree (C `tree_from_dump_line`).
     pub(super) fn add_line(&mut self, line: &[u8], lineno: u64) -> Result<(), ParseErrorKind> {
-        if let Some(position) = line.iter().position(|&b| b == 0) {
+        // `contains` on bytes is a vectorised memchr; find the offset only on error.
+        if line.contains(&0) {
+            let position = line.iter().position(|&b| b == 0).unwrap_or_default();
             return Err(ParseErrorKind::EmbeddedNul { position });
         }
         if self.entries() >= self.max_entries {

@@ -266,3 +266,7 @@ pub fn write_objects<W: Write>(fs: &FileSystem, out: W) -> io::Result<()> {
     }
     out.flush()
 }
+
+#[cfg(test)]
+#[path = "print_tests.rs"]
+mod tests;

@@ -45,10 +45,24 @@ fn inode<'a>(fs: &'a FileSystem, path: &str) -> &'a crate::tree::Inode {
     )
 }
 
-fn dump(fs: &FileSystem) -> String {
-    let mut out = Vec::new();
-    write_dumpfile(fs, &mut out).unwrap();
-    String::from_utf8(out).unwrap()
+#[test]
+fn find_byte_matches_position() {
+    use super::build::find_byte;
+    let hay: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+    for start in 0..20 {
+        for end in start..hay.len() {
+            let h = &hay[start..end];
+            for needle in [0u8, 1, 37, 0x80, 0xff, b' '] {
+                assert_eq!(
+                    find_byte(h, needle),
+                    h.iter().position(|&b| b == needle),
+                    "{start}..{end} {needle}"
+                );
+            }
+        }
+    }
+    assert_eq!(find_byte(b"\x80\x80\x80\x80\x80\x80\x80\x01", 1), Some(7));
+    assert_eq!(find_byte(b"", 0), None);
 }
 
 #[test]
@@ -732,98 +746,4 @@ fn from_env_tests_presence_only() {
         ParseOptions::from_env().strict,
         std::env::var_os("CFS_PARSE_STRICT").is_some()
     );
-}
-
-#[test]
-fn printers() {
-    let digest = "0b6aeb8072e1260ee430edff44a4939b9a306ff4d0fd58d8b3ec40abf3ea7636";
-    let text = format!(
-        "/ 4096 40755 3 0 0 0 1700000000.0 - - - security.selinux=a\\x3db\\x00\n\
-         /bin 7 120777 1 0 0 0 1700000000.0 usr/bin - -\n\
-         /dev 75 40755 2 0 0 0 1700000000.0 - - -\n\
-         /dev/null 0 20666 1 0 0 259 1700000000.0 - - -\n\
-         /etc 113 40755 2 0 0 0 -5.5 - - -\n\
-         /etc/dash 1 100644 1 0 0 0 1.1 - \\x2d -\n\
-         /etc/h\\x20x 9 100644 2 0 0 0 1700000001.123456789 - my\\nhost\\x00\\x20 - user.n=a\\x3db\n\
-         /etc/l 0 @100644 0 0 0 0 0.0 /etc/h\\x20x - -\n\
-         /etc/os 1048576 100644 1 0 0 0 2.0 0b/6aeb - {digest} user.x=\n"
-    );
-    let fs = parse(&text);
-    assert_eq!(
-        dump(&fs),
-        format!(
-            "/ 4096 40755 3 0 0 0 1700000000.0 - - - security.selinux=a\\x3db\\x00\n\
-             /bin 7 120777 1 0 0 0 1700000000.0 usr/bin - -\n\
-             /dev 75 40755 2 0 0 0 1700000000.0 - - -\n\
-             /dev/null 0 20666 1 0 0 259 1700000000.0 - - -\n\
-             /etc 113 40755 2 0 0 0 -5.5 - - -\n\
-             /etc/dash 1 100644 1 0 0 0 1.1 - \\x2d -\n\
-             /etc/h\\x20x 9 100644 2 0 0 0 1700000001.123456789 - my\\nhost\\x00\\x20 - user.n=a\\x3db\n\
-             /etc/l 9 @100644 2 0 0 0 1700000001.123456789 /etc/h\\x20x my\\nhost\\x00\\x20 - user.n=a\\x3db\n\
-             /etc/os 1048576 100644 1 0 0 0 2.0 0b/6aeb - {digest} user.x=\n"
-        )
-    );
-    let mut ls = Vec::new();
-    write_ls(&fs, &mut ls).unwrap();
-    assert_eq!(
-        String::from_utf8(ls).unwrap(),
-        "/bin\t-> usr/bin\n/dev/\t\n/dev/null\n/etc/\t\n/etc/dash\n/etc/h x\n/etc/l\n\
-         /etc/os\t@ 0b/6aeb\n"
-    );
-    let mut objects = Vec::new();
-    write_objects(&fs, &mut objects).unwrap();
-    assert_eq!(objects, b"0b/6aeb\n");
-}
-
-#[test]
-fn printer_uses_first_name_and_sha512() {
-    // The primary (non-@) name comes later in depth-first order here.
-    let d512 = "ab".repeat(64);
-    let fs = parse(&format!(
-        "{ROOT}/z 5 100644 2 0 0 0 0.0 xx/yy - -\n/a 0 @100644 0 0 0 0 0.0 /z - -\n"
-    ));
-    assert_eq!(
-        dump(&fs),
-        format!("{ROOT}/a 5 100644 2 0 0 0 0.0 xx/yy - -\n/z 5 @100644 2 0 0 0 0.0 /a - -\n")
-    );
-    let mut fs = fs;
-    let z = fs.lookup(b"/z").unwrap();
-    if let InodeKind::Regular(RegularFile::External(ext)) = &mut fs.inode_mut(z).kind {
-        ext.digest = Some(crate::verity::Digest::from_hex(&d512).unwrap());
-    }
-    assert!(dump(&fs).contains(&format!(" - {d512}\n")));
-    assert_eq!(object_paths(&fs), [&b"xx/yy"[..]]);
-}
-
-#[test]
-fn printers_survive_invalid_trees() {
-    use crate::tree::{DirEntry, Stat};
-    let mut fs = FileSystem::new(Stat::default());
-    let d = fs.push_inode(crate::tree::Inode::new(
-        Stat::default(),
-        InodeKind::Directory(crate::tree::Directory::new()),
-    ));
-    let entry = |name: &[u8], inode, alias| DirEntry {
-        name: name.into(),
-        inode,
-        alias,
-    };
-    fs.directory_mut(InodeId::ROOT)
-        .unwrap()
-        .push(entry(b"d", d, false));
-    // A loop back to the root and a second primary name of /d.
-    fs.directory_mut(d)
-        .unwrap()
-        .push(entry(b"up", InodeId::ROOT, false));
-    fs.directory_mut(d).unwrap().push(entry(b"again", d, false));
-    fs.directory_mut(d).unwrap().sort();
-    let out = dump(&fs);
-    assert_eq!(out.lines().count(), 4, "{out}");
-    assert!(out.contains("/d/up 0 @40000 2 0 0 0 0.0 / - -"), "{out}");
-    // A dangling entry is an error, not a panic.
-    fs.directory_mut(d)
-        .unwrap()
-        .push(entry(b"zz", InodeId(99), false));
-    assert!(write_dumpfile(&fs, Vec::new()).is_err());
-    assert!(write_ls(&fs, Vec::new()).is_err());
 }

@@ -156,7 +156,9 @@ pub fn scan_directory(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, Sc
         value: Vec::new(),
     };
     let root_xattrs = scanner
-        .read_xattrs(&proc_path(&root_fd, b""))
+        // "/proc/self/fd/N/." names the directory itself; the bare magic link
+        // would be the link (l*xattr does not follow it).
+        .read_xattrs(&proc_path(&root_fd, b"."))
         .map_err(fail)?;
     let root_inode = scanner.fs.inode_mut(InodeId::ROOT);
     root_inode.stat = stat_of(&st, opts.use_epoch, root_xattrs);

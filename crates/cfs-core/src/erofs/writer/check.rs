@@ -19,7 +19,7 @@
 //!     `lcfs_node_set_xattr_internal` (`LCFS_INODE_EXTERNAL_XATTR_MAX`).
 
 use super::WriteError;
-use super::order::{Node, Order};
+use super::order::{NONE, Order};
 use crate::erofs::format::MAX_FORMAT_VERSION;
 use crate::tree::{FileSystem, InodeId, InodeKind, RegularFile, TreeError};
 
@@ -83,11 +83,12 @@ pub(super) fn chunk_count(size: u64) -> u64 {
     size.wrapping_add(chunk - 1) / chunk
 }
 
-/// Per-inode limits, for every inode reachable by a primary name.
-pub(super) fn inodes(fs: &FileSystem, order: &Order) -> Result<(), WriteError> {
-    for node in &order.nodes {
-        if let Node::Inode(id) = *node {
-            inode(fs, id)?;
+/// Per-inode limits, for every inode reachable by a primary name (visited in
+/// arena order, which is memory order).
+pub(super) fn inodes(fs: &FileSystem, order: &Order<'_>) -> Result<(), WriteError> {
+    for (i, &bfs) in order.index_of.iter().enumerate() {
+        if bfs != NONE {
+            inode(fs, InodeId(i as u32))?;
         }
     }
     Ok(())

@@ -32,8 +32,8 @@ use super::WriteError;
 use super::check::chunk_bits;
 use super::layout::{DIRENT_SIZE, Layout};
 use super::order::{NONE, Order};
-use super::rewrite::{Kind, View, XattrContext, view};
-use super::xattrs::{MAX_SHARED_PER_INODE, XRef, Xattrs};
+use super::rewrite::{Kind, View};
+use super::xattrs::{XRef, Xattrs};
 use crate::erofs::format::{
     BLOCK_BITS, BLOCK_SIZE, COMPOSEFS_FLAGS_HAS_ACL, COMPOSEFS_HEADER_VERSION, COMPOSEFS_MAGIC,
     ComposefsHeader, DataLayout, Dirent, EROFS_MAGIC, FEATURE_COMPAT_MTIME,
@@ -65,13 +65,22 @@ impl<W: Write> Out<W> {
         }
     }
 
+    #[inline]
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.pos += bytes.len() as u64;
         if self.buf.len() + bytes.len() > BUF_SIZE {
-            self.flush_buf()?;
-            if bytes.len() >= BUF_SIZE {
-                return self.w.write_all(bytes);
-            }
+            return self.put_slow(bytes);
+        }
+        self.pos += bytes.len() as u64;
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    #[cold]
+    fn put_slow(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.pos += bytes.len() as u64;
+        self.flush_buf()?;
+        if bytes.len() >= BUF_SIZE {
+            return self.w.write_all(bytes);
         }
         self.buf.extend_from_slice(bytes);
         Ok(())
@@ -125,22 +134,19 @@ struct DirOut<'a> {
 /// Everything the per-node writers need.
 struct Emitter<'a, 'p, W: Write> {
     fs: &'a FileSystem,
-    order: &'p Order,
+    order: &'p Order<'a>,
     xattrs: &'p Xattrs<'a>,
     layout: &'p Layout,
-    ctx: XattrContext<'a, 'p>,
     out: Out<W>,
-    xbuf: Vec<XRef<'a>>,
     dbuf: Vec<DirOut<'a>>,
     scratch: Vec<u8>,
-    flags: Vec<bool>,
 }
 
 /// Writes the image; returns its size.
-pub(super) fn write<W: Write>(
-    fs: &FileSystem,
-    order: &Order,
-    xattrs: &Xattrs<'_>,
+pub(super) fn write<'a, W: Write>(
+    fs: &'a FileSystem,
+    order: &Order<'a>,
+    xattrs: &Xattrs<'a>,
     layout: &Layout,
     version: u32,
     out: W,
@@ -150,12 +156,9 @@ pub(super) fn write<W: Write>(
         order,
         xattrs,
         layout,
-        ctx: XattrContext::new(fs, order, xattrs.version),
         out: Out::new(out),
-        xbuf: Vec::new(),
         dbuf: Vec::new(),
         scratch: Vec::new(),
-        flags: Vec::new(),
     };
     e.header(version)?;
     for bfs in 0..order.nodes.len() {
@@ -208,7 +211,7 @@ impl<'a, W: Write> Emitter<'a, '_, W> {
 
     fn inode(&mut self, bfs: usize) -> Result<(), WriteError> {
         let p = self.layout.nodes[bfs];
-        let v = view(self.fs, self.order, bfs);
+        let v = self.order.views[bfs];
         self.out.pad_to(p.pos)?;
         let n_blocks = u64::from(p.n_blocks);
         let mut layout = if p.tail > 0 {
@@ -302,10 +305,10 @@ impl<'a, W: Write> Emitter<'a, '_, W> {
     }
 
     fn xattr_body(&mut self, bfs: usize) -> Result<(), WriteError> {
-        self.ctx.collect(bfs, &mut self.xbuf)?;
+        let xattrs = self.xattrs;
         let mut mask = 0u32;
-        for x in &self.xbuf {
-            let (index, [a, b]) = x.index_suffix();
+        for o in xattrs.node(bfs) {
+            let (index, [a, b]) = o.x.index_suffix();
             mask |= if a.is_empty() {
                 filter_bit(index, b)
             } else {
@@ -315,38 +318,25 @@ impl<'a, W: Write> Emitter<'a, '_, W> {
                 filter_bit(index, &self.scratch)
             };
         }
-        let p = self.layout.nodes[bfs];
         let header = XattrIbodyHeader {
             h_name_filter: U32::new(!mask),
-            h_shared_count: p.shared,
+            h_shared_count: xattrs.nodes[bfs].shared,
             ..Default::default()
         };
         self.out.put(header.as_bytes())?;
+        // Shared references first, then the inline entries, both in name order.
         let base = self.layout.inodes_end % BLK;
-        let slots = self.xattrs.node_slots(bfs);
-        let mut shared = 0;
-        let mut inline = std::mem::take(&mut self.flags);
-        inline.clear();
-        for &slot in slots {
-            let s = &self.xattrs.slots[slot as usize];
-            match s.offset {
-                Some(off) if shared < MAX_SHARED_PER_INODE => {
-                    shared += 1;
-                    let id = (base + u64::from(off)) / 4;
-                    self.out.put(&(id as u32).to_le_bytes())?;
-                    inline.push(false);
-                }
-                _ => inline.push(true),
+        for o in xattrs.node(bfs) {
+            if let Some(off) = o.shared_offset {
+                let id = (base + u64::from(off)) / 4;
+                self.out.put(&(id as u32).to_le_bytes())?;
             }
         }
-        let xbuf = std::mem::take(&mut self.xbuf);
-        for (x, is_inline) in xbuf.iter().zip(&inline) {
-            if *is_inline {
-                self.entry(x)?;
+        for o in xattrs.node(bfs) {
+            if o.shared_offset.is_none() {
+                self.entry(&o.x)?;
             }
         }
-        self.xbuf = xbuf;
-        self.flags = inline;
         Ok(())
     }
 
@@ -454,7 +444,7 @@ impl<'a, W: Write> Emitter<'a, '_, W> {
             return Ok(());
         }
         debug_assert_eq!(self.out.pos, self.layout.block_addr(bfs) as u64 * BLK);
-        match view(self.fs, self.order, bfs).kind {
+        match self.order.views[bfs].kind {
             Kind::Directory => self.dir(bfs, true)?,
             // C writes only the first block (inline content is ≤ 5000 bytes).
             Kind::Inline(data) => {

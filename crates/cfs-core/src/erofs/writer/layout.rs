@@ -27,7 +27,7 @@
 use super::WriteError;
 use super::check::chunk_count;
 use super::order::Order;
-use super::rewrite::{Kind, view};
+use super::rewrite::Kind;
 use super::xattrs::Xattrs;
 use crate::erofs::format::{BLOCK_SIZE, INODE_SLOT_SIZE, INODES_START};
 use crate::tree::{FileSystem, Mtime};
@@ -38,8 +38,6 @@ const SLOT: u64 = INODE_SLOT_SIZE as u64;
 pub(super) const DIRENT_SIZE: usize = 12;
 /// Tails larger than this become blocks ("never inline more than half a block").
 const MAX_TAIL: u64 = BLK / 2;
-/// Size of the xattr body header.
-const XATTR_HEADER: u64 = 12;
 
 /// Where one node goes.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +52,6 @@ pub(super) struct Placed {
     pub(super) xattr_size: u32,
     /// Relative index of the first data block.
     pub(super) first_block: u32,
-    /// Shared xattr references.
-    pub(super) shared: u8,
     /// Compact (32-byte) inode.
     pub(super) compact: bool,
     /// Directory entry file type of the node.
@@ -150,19 +146,16 @@ impl Layout {
     /// Lays out every node of `order`.
     pub(super) fn compute(
         fs: &FileSystem,
-        order: &Order,
+        order: &Order<'_>,
         xattrs: &Xattrs<'_>,
     ) -> Result<Self, WriteError> {
         let n = order.nodes.len();
-        let build_time = (0..n)
-            .map(|i| view(fs, order, i).mtime)
-            .min()
-            .unwrap_or_default();
+        let build_time = order.build_time;
         let mut nodes = Vec::with_capacity(n);
         let mut pos = INODES_START as u64;
         let mut blocks = 0u64;
         for bfs in 0..n {
-            let v = view(fs, order, bfs);
+            let v = &order.views[bfs];
             let (n_blocks, tail) = match v.kind {
                 Kind::Directory => dir_size(order.children(fs, bfs).map(|c| c.name.len())),
                 Kind::Inline(data) => {
@@ -186,12 +179,8 @@ impl Layout {
                 && v.gid <= u32::from(u16::MAX)
                 && size <= u64::from(u32::MAX);
             let inode_size = if compact { 32 } else { 64 };
-            let (shared, inline) = xattrs.node_sizes(bfs);
-            let xattr_size = if shared == 0 && inline == 0 {
-                0
-            } else {
-                (XATTR_HEADER + 4 * shared as u64 + inline as u64).next_multiple_of(4)
-            };
+            let x = &xattrs.nodes[bfs];
+            let xattr_size = u64::from(x.body_size);
             pos = pos.next_multiple_of(SLOT);
             let symlink = matches!(v.kind, Kind::Symlink(_));
             let (pad, n_blocks, tail) =
@@ -203,7 +192,6 @@ impl Layout {
                 tail: tail as u32,
                 xattr_size: xattr_size as u32,
                 first_block: blocks as u32,
-                shared: shared as u8,
                 compact,
                 file_type: v.kind.file_type(),
             });

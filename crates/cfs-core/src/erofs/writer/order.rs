@@ -15,7 +15,8 @@
 //! superblock's `inos`. Directory link counts are recomputed here as
 //! 2 + the number of subdirectories (C `lcfs_compute_tree`).
 
-use crate::tree::{DirEntry, FileSystem, InodeId, InodeKind};
+use super::rewrite::{Kind, View, view_of};
+use crate::tree::{DirEntry, FileSystem, InodeId, Mtime};
 
 /// Marker for "no BFS index".
 pub(super) const NONE: u32 = u32::MAX;
@@ -92,13 +93,14 @@ const DOTS: [Extra; 2] = [
 
 /// The BFS order of the image and the per-node facts found while walking it.
 #[derive(Debug)]
-pub(super) struct Order {
+pub(super) struct Order<'a> {
     /// Nodes in BFS order; `nodes[0]` is the root.
     pub(super) nodes: Vec<Node>,
     /// BFS index of each node's parent directory (the root's parent is itself).
     pub(super) parent: Vec<u32>,
-    /// Link count of each node (directories recomputed, stubs 1).
-    pub(super) nlink: Vec<u32>,
+    /// The inode fields of each node after the rewrite (directory link counts
+    /// recomputed), so that later passes read them in order.
+    pub(super) views: Vec<View<'a>>,
     /// Whether each node is a directory whose entries include a whiteout
     /// (by primary name); such directories get the overlayfs whiteout markers.
     pub(super) holds_whiteout: Vec<bool>,
@@ -108,13 +110,15 @@ pub(super) struct Order {
     pub(super) stub_index: [u32; 256],
     /// Whether any inode reachable by a primary name is a whiteout.
     pub(super) any_whiteout: bool,
+    /// The minimum mtime of all nodes (the superblock's build time).
+    pub(super) build_time: Mtime,
     /// `.`, `..` and the stubs of the root, sorted.
     root_extras: Vec<Extra>,
 }
 
-impl Order {
+impl<'a> Order<'a> {
     /// Walks `fs` (which must have passed [`FileSystem::validate`]).
-    pub(super) fn build(fs: &FileSystem) -> Order {
+    pub(super) fn build(fs: &'a FileSystem) -> Order<'a> {
         let root_entries = fs.directory(fs.root()).map_or(&[][..], |d| d.entries());
         let mut root_extras = DOTS.to_vec();
         for k in 0..=255u8 {
@@ -133,11 +137,12 @@ impl Order {
         let mut order = Order {
             nodes: Vec::with_capacity(fs.len() + 256),
             parent: Vec::with_capacity(fs.len() + 256),
-            nlink: Vec::with_capacity(fs.len() + 256),
+            views: Vec::with_capacity(fs.len() + 256),
             holds_whiteout: Vec::with_capacity(fs.len() + 256),
             index_of: vec![NONE; fs.len()],
             stub_index: [NONE; 256],
             any_whiteout: false,
+            build_time: fs.inode(fs.root()).stat.mtime,
             root_extras: Vec::new(),
         };
         order.push(fs, Node::Inode(fs.root()), 0);
@@ -155,32 +160,26 @@ impl Order {
         order
     }
 
-    fn push(&mut self, fs: &FileSystem, node: Node, parent: usize) -> bool {
+    fn push(&mut self, fs: &'a FileSystem, node: Node, parent: usize) -> bool {
         let index = self.nodes.len() as u32;
-        let (nlink, is_dir, whiteout) = match node {
-            Node::Inode(id) => {
-                let inode = fs.inode(id);
-                self.index_of[id.index()] = index;
-                let is_dir = matches!(inode.kind, InodeKind::Directory(_));
-                (inode.nlink, is_dir, inode.kind.is_whiteout())
-            }
-            Node::Stub(k) => {
-                self.stub_index[usize::from(k)] = index;
-                (1, false, false)
-            }
-        };
+        match node {
+            Node::Inode(id) => self.index_of[id.index()] = index,
+            Node::Stub(k) => self.stub_index[usize::from(k)] = index,
+        }
+        let view = view_of(fs, node);
+        self.build_time = self.build_time.min(view.mtime);
         self.nodes.push(node);
         self.parent.push(parent as u32);
-        self.nlink.push(nlink);
+        self.views.push(view);
         self.holds_whiteout.push(false);
-        if whiteout {
+        if matches!(view.kind, Kind::Whiteout) {
             self.any_whiteout = true;
             self.holds_whiteout[parent] = true;
         }
-        is_dir
+        matches!(view.kind, Kind::Directory)
     }
 
-    fn enqueue_children(&mut self, fs: &FileSystem, dir: usize, extras: &[Extra]) {
+    fn enqueue_children(&mut self, fs: &'a FileSystem, dir: usize, extras: &[Extra]) {
         let mut subdirs = 0u32;
         let Node::Inode(id) = self.nodes[dir] else {
             return;
@@ -203,7 +202,7 @@ impl Order {
                 subdirs += 1;
             }
         }
-        self.nlink[dir] = 2 + subdirs;
+        self.views[dir].nlink = 2 + subdirs;
     }
 
     /// The entries of directory node `dir` in image order. Empty for

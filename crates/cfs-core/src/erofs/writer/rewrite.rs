@@ -35,7 +35,7 @@
 use super::WriteError;
 use super::check::path_of;
 use super::order::{Node, Order};
-use super::xattrs::{ESCAPED_OVERLAY, NameHead, ValueHead, XRef};
+use super::xattrs::{ValueHead, XRef};
 use crate::erofs::format::file_type;
 use crate::tree::{ExternalFile, FileSystem, InodeKind, Mtime, RegularFile};
 use crate::verity::Algorithm;
@@ -141,10 +141,10 @@ pub(super) struct View<'a> {
     pub(super) nlink: u32,
 }
 
-/// The view of BFS node `bfs`.
-pub(super) fn view<'a>(fs: &'a FileSystem, order: &Order, bfs: usize) -> View<'a> {
-    let nlink = order.nlink[bfs];
-    match order.nodes[bfs] {
+/// The view of `node`. Directories get nlink 2 here; [`Order`] counts their
+/// subdirectories.
+pub(super) fn view_of(fs: &FileSystem, node: Node) -> View<'_> {
+    match node {
         Node::Stub(_) => {
             let root = &fs.inode(fs.root()).stat;
             View {
@@ -153,7 +153,7 @@ pub(super) fn view<'a>(fs: &'a FileSystem, order: &Order, bfs: usize) -> View<'a
                 uid: root.uid,
                 gid: root.gid,
                 mtime: root.mtime,
-                nlink,
+                nlink: 1,
             }
         }
         Node::Inode(id) => {
@@ -183,7 +183,11 @@ pub(super) fn view<'a>(fs: &'a FileSystem, order: &Order, bfs: usize) -> View<'a
                 uid: inode.stat.uid,
                 gid: inode.stat.gid,
                 mtime: inode.stat.mtime,
-                nlink,
+                nlink: if matches!(kind, Kind::Directory) {
+                    2
+                } else {
+                    inode.nlink
+                },
             }
         }
     }
@@ -193,14 +197,14 @@ pub(super) fn view<'a>(fs: &'a FileSystem, order: &Order, bfs: usize) -> View<'a
 #[derive(Debug)]
 pub(super) struct XattrContext<'a, 'o> {
     fs: &'a FileSystem,
-    order: &'o Order,
+    order: &'o Order<'a>,
     version: u32,
     root_selinux: Option<&'a [u8]>,
 }
 
 impl<'a, 'o> XattrContext<'a, 'o> {
     /// The context for writing format `version`.
-    pub(super) fn new(fs: &'a FileSystem, order: &'o Order, version: u32) -> Self {
+    pub(super) fn new(fs: &'a FileSystem, order: &'o Order<'a>, version: u32) -> Self {
         let root_selinux = fs.inode(fs.root()).stat.xattrs.get(SELINUX);
         XattrContext {
             fs,
@@ -225,12 +229,7 @@ impl<'a, 'o> XattrContext<'a, 'o> {
         let inode = self.fs.inode(id);
         for x in inode.stat.xattrs.iter() {
             out.push(match x.name.strip_prefix(OVERLAY_PREFIX) {
-                Some(rest) => XRef {
-                    name_head: NameHead::Escaped,
-                    name: rest,
-                    value_head: ValueHead::None,
-                    value: &x.value,
-                },
+                Some(rest) => XRef::escaped(rest, &x.value),
                 None => XRef::raw(&x.name, &x.value),
             });
         }
@@ -238,15 +237,7 @@ impl<'a, 'o> XattrContext<'a, 'o> {
             InodeKind::Regular(RegularFile::External(ext)) if ext.size > 0 => {
                 set(out, metacopy(ext));
                 if let Some(payload) = ext.payload.as_deref().filter(|p| !p.is_empty()) {
-                    set(
-                        out,
-                        XRef {
-                            name_head: NameHead::None,
-                            name: REDIRECT,
-                            value_head: ValueHead::Slash,
-                            value: payload,
-                        },
-                    );
+                    set(out, XRef::with_head(REDIRECT, ValueHead::Slash, payload));
                 }
             }
             InodeKind::CharDevice(0) => {
@@ -267,8 +258,8 @@ impl<'a, 'o> XattrContext<'a, 'o> {
             set(out, XRef::raw(OPAQUE, b"y"));
         }
         out.sort_unstable_by(|a, b| a.cmp_name(b));
-        if let Some(pair) = out.windows(2).find(|w| w[0].cmp_name(&w[1]).is_eq()) {
-            let mut name = pair[0].name_head_bytes().to_vec();
+        if let Some(pair) = out.windows(2).find(|w| w[0].same_name(&w[1])) {
+            let mut name = pair[0].full_name_head().to_vec();
             name.extend_from_slice(pair[0].name);
             return Err(WriteError::DuplicateXattr {
                 path: path_of(self.fs, id),
@@ -290,27 +281,13 @@ fn metacopy(ext: &ExternalFile) -> XRef<'_> {
         ),
         None => (ValueHead::None, &b""[..]),
     };
-    XRef {
-        name_head: NameHead::None,
-        name: METACOPY,
-        value_head,
-        value,
-    }
+    XRef::with_head(METACOPY, value_head, value)
 }
 
 /// Sets `x` in `out`, replacing the value of an xattr with the same name.
 fn set<'a>(out: &mut Vec<XRef<'a>>, x: XRef<'a>) {
-    match out.iter_mut().find(|y| y.cmp_name(&x).is_eq()) {
+    match out.iter_mut().find(|y| y.same_name(&x)) {
         Some(y) => *y = x,
         None => out.push(x),
-    }
-}
-
-impl XRef<'_> {
-    fn name_head_bytes(&self) -> &'static [u8] {
-        match self.name_head {
-            NameHead::None => b"",
-            NameHead::Escaped => ESCAPED_OVERLAY,
-        }
     }
 }

@@ -37,6 +37,13 @@ fn sample_tree() -> tempfile::TempDir {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap();
+    rustix::fs::lsetxattr(
+        root,
+        "user.root-attr",
+        b"r",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
     tmp
 }
 
@@ -49,6 +56,11 @@ fn scans_like_c_without_hardlinks() {
     assert_eq!(names(fs, InodeId::ROOT), ["b-file", "empty", "fifo", "sub"]);
     let sub = fs.lookup(b"/sub").unwrap();
     assert_eq!(names(fs, sub), ["a-link", "deeper", "sym"]);
+    // The root's own xattrs are read (not those of a /proc magic link).
+    assert_eq!(
+        fs.inode(InodeId::ROOT).stat.xattrs.get(b"user.root-attr"),
+        Some(&b"r"[..])
+    );
     let b = fs.inode(fs.lookup(b"/b-file").unwrap());
     assert_eq!(b.stat.mode, 0o4751);
     assert_eq!(b.nlink, 1);
@@ -193,4 +205,75 @@ fn normalizes_hardlink_primaries() {
             .alias
     );
     assert!(fs.directory(z).unwrap().get(b"x").unwrap().alias);
+}
+
+#[test]
+fn contents_inline_hash_and_store() {
+    use crate::tree::{ContentOptions, read_contents};
+    use crate::verity::{Algorithm, digest_bytes};
+    let tmp = sample_tree();
+    let store = tempfile::tempdir().unwrap();
+    let store_path = store.path().join("objects");
+    let mut scan = scan_directory(tmp.path(), &ScanOptions::default()).unwrap();
+    read_contents(
+        &mut scan,
+        &ContentOptions {
+            algorithm: Algorithm::Sha256,
+            inline_max: 64,
+            threads: 2,
+            store: Some(store_path.clone()),
+        },
+    )
+    .unwrap();
+    let fs = &scan.fs;
+    assert!(matches!(
+        &fs.inode(fs.lookup(b"/b-file").unwrap()).kind,
+        InodeKind::Regular(RegularFile::Inline(c)) if &**c == b"hello"
+    ));
+    let big = vec![7u8; 10000];
+    let expected = digest_bytes(Algorithm::Sha256, &big);
+    match &fs.inode(fs.lookup(b"/sub/deeper/big").unwrap()).kind {
+        InodeKind::Regular(RegularFile::External(ext)) => {
+            assert_eq!(ext.size, 10000);
+            assert_eq!(ext.digest, Some(expected));
+            assert_eq!(
+                ext.payload.as_deref(),
+                Some(expected.object_path().as_bytes())
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Only the external file is in the store, named by its digest.
+    assert_eq!(
+        std::fs::read(store_path.join(expected.object_path())).unwrap(),
+        big
+    );
+    let count: usize = std::fs::read_dir(&store_path)
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(count, 1);
+}
+
+#[test]
+fn contents_detect_a_changed_small_file() {
+    use crate::tree::{ContentError, ContentOptions, read_contents};
+    let tmp = sample_tree();
+    let mut scan = scan_directory(tmp.path(), &ScanOptions::default()).unwrap();
+    fs::write(tmp.path().join("b-file"), b"hello, longer now").unwrap();
+    let err = read_contents(
+        &mut scan,
+        &ContentOptions {
+            algorithm: crate::verity::Algorithm::Sha256,
+            inline_max: 64,
+            threads: 1,
+            store: None,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ContentError::Changed { expected: 5, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("b-file"));
 }

@@ -1,0 +1,5 @@
+//! CLI and kernel-level integration tests, one binary with submodules.
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+
+mod compat;
+mod support;
