@@ -33,7 +33,7 @@ use super::check::chunk_bits;
 use super::layout::{DIRENT_SIZE, Layout};
 use super::order::{NONE, Order};
 use super::rewrite::{Kind, View};
-use super::xattrs::{XRef, Xattrs};
+use super::xattrs::{NodeXattr, XRef, Xattrs};
 use crate::erofs::format::{
     BLOCK_BITS, BLOCK_SIZE, COMPOSEFS_FLAGS_HAS_ACL, COMPOSEFS_HEADER_VERSION, COMPOSEFS_MAGIC,
     ComposefsHeader, DataLayout, Dirent, EROFS_MAGIC, FEATURE_COMPAT_MTIME,
@@ -139,6 +139,7 @@ struct Emitter<'a, 'p, W: Write> {
     layout: &'p Layout,
     out: Out<W>,
     dbuf: Vec<DirOut<'a>>,
+    xbuf: Vec<NodeXattr<'a>>,
     scratch: Vec<u8>,
 }
 
@@ -158,6 +159,7 @@ pub(super) fn write<'a, W: Write>(
         layout,
         out: Out::new(out),
         dbuf: Vec::new(),
+        xbuf: Vec::new(),
         scratch: Vec::new(),
     };
     e.header(version)?;
@@ -305,9 +307,11 @@ impl<'a, W: Write> Emitter<'a, '_, W> {
     }
 
     fn xattr_body(&mut self, bfs: usize) -> Result<(), WriteError> {
-        let xattrs = self.xattrs;
+        let mut xs = std::mem::take(&mut self.xbuf);
+        xs.clear();
+        xs.extend(self.xattrs.node(bfs));
         let mut mask = 0u32;
-        for o in xattrs.node(bfs) {
+        for o in &xs {
             let (index, [a, b]) = o.x.index_suffix();
             mask |= if a.is_empty() {
                 filter_bit(index, b)
@@ -320,23 +324,24 @@ impl<'a, W: Write> Emitter<'a, '_, W> {
         }
         let header = XattrIbodyHeader {
             h_name_filter: U32::new(!mask),
-            h_shared_count: xattrs.nodes[bfs].shared,
+            h_shared_count: self.xattrs.nodes[bfs].shared,
             ..Default::default()
         };
         self.out.put(header.as_bytes())?;
         // Shared references first, then the inline entries, both in name order.
         let base = self.layout.inodes_end % BLK;
-        for o in xattrs.node(bfs) {
+        for o in &xs {
             if let Some(off) = o.shared_offset {
                 let id = (base + u64::from(off)) / 4;
                 self.out.put(&(id as u32).to_le_bytes())?;
             }
         }
-        for o in xattrs.node(bfs) {
+        for o in &xs {
             if o.shared_offset.is_none() {
                 self.entry(&o.x)?;
             }
         }
+        self.xbuf = xs;
         Ok(())
     }
 

@@ -233,38 +233,56 @@ impl<'a, 'o> XattrContext<'a, 'o> {
                 None => XRef::raw(&x.name, &x.value),
             });
         }
+        let user = out.len();
+        // The generated xattrs, in name order (distinct names, so they only
+        // ever replace user xattrs).
+        let mut generated = Generated::default();
+        if bfs == 0 {
+            generated.push(XRef::raw(OPAQUE, b"y"));
+        }
         match &inode.kind {
             InodeKind::Regular(RegularFile::External(ext)) if ext.size > 0 => {
-                set(out, metacopy(ext));
+                generated.push(metacopy(ext));
                 if let Some(payload) = ext.payload.as_deref().filter(|p| !p.is_empty()) {
-                    set(out, XRef::with_head(REDIRECT, ValueHead::Slash, payload));
+                    generated.push(XRef::with_head(REDIRECT, ValueHead::Slash, payload));
                 }
             }
             InodeKind::CharDevice(0) => {
-                set(out, XRef::raw(b"trusted.overlay.overlay.whiteout", b""));
-                set(out, XRef::raw(b"user.overlay.whiteout", b""));
+                generated.push(XRef::escaped(b"whiteout", b""));
+                generated.push(XRef::raw(b"user.overlay.whiteout", b""));
             }
             InodeKind::Directory(_) if self.order.holds_whiteout[bfs] => {
-                set(out, XRef::raw(b"trusted.overlay.overlay.whiteouts", b""));
-                set(out, XRef::raw(b"user.overlay.whiteouts", b""));
                 if self.version >= 1 {
-                    set(out, XRef::raw(b"trusted.overlay.overlay.opaque", b"x"));
-                    set(out, XRef::raw(b"user.overlay.opaque", b"x"));
+                    generated.push(XRef::escaped(b"opaque", b"x"));
                 }
+                generated.push(XRef::escaped(b"whiteouts", b""));
+                if self.version >= 1 {
+                    generated.push(XRef::raw(b"user.overlay.opaque", b"x"));
+                }
+                generated.push(XRef::raw(b"user.overlay.whiteouts", b""));
             }
             _ => {}
         }
-        if bfs == 0 {
-            set(out, XRef::raw(OPAQUE, b"y"));
+        for x in generated.as_slice() {
+            match out[..user].iter_mut().find(|y| y.same_name(x)) {
+                Some(y) => *y = *x,
+                None => out.push(*x),
+            }
+        }
+        if user == 0 {
+            debug_assert!(out.is_sorted_by(|a, b| a.cmp_name(b).is_lt()));
+            return Ok(());
         }
         out.sort_unstable_by(|a, b| a.cmp_name(b));
-        if let Some(pair) = out.windows(2).find(|w| w[0].same_name(&w[1])) {
-            let mut name = pair[0].full_name_head().to_vec();
-            name.extend_from_slice(pair[0].name);
-            return Err(WriteError::DuplicateXattr {
-                path: path_of(self.fs, id),
-                name: String::from_utf8_lossy(&name).into_owned(),
-            });
+        if user >= 2 {
+            if let Some(pair) = out.windows(2).find(|w| w[0].same_name(&w[1])) {
+                let mut name = pair[0].full_name_head().to_vec();
+                name.extend_from_slice(pair[0].name);
+                return Err(WriteError::DuplicateXattr {
+                    path: path_of(self.fs, id),
+                    name: String::from_utf8_lossy(&name).into_owned(),
+                });
+            }
         }
         Ok(())
     }
@@ -284,10 +302,20 @@ fn metacopy(ext: &ExternalFile) -> XRef<'_> {
     XRef::with_head(METACOPY, value_head, value)
 }
 
-/// Sets `x` in `out`, replacing the value of an xattr with the same name.
-fn set<'a>(out: &mut Vec<XRef<'a>>, x: XRef<'a>) {
-    match out.iter_mut().find(|y| y.same_name(&x)) {
-        Some(y) => *y = x,
-        None => out.push(x),
+/// The generated xattrs of one node (at most 5).
+#[derive(Debug, Default)]
+struct Generated<'a> {
+    items: [Option<XRef<'a>>; 5],
+    len: usize,
+}
+
+impl<'a> Generated<'a> {
+    fn push(&mut self, x: XRef<'a>) {
+        self.items[self.len] = Some(x);
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> impl Iterator<Item = &XRef<'a>> {
+        self.items[..self.len].iter().flatten()
     }
 }

@@ -182,6 +182,9 @@ impl<'a> XRef<'a> {
 
     /// Whether the full names are equal.
     pub(super) fn same_name(&self, other: &Self) -> bool {
+        if self.name_head == other.name_head {
+            return self.name == other.name;
+        }
         cat_eq(self.name_parts(), other.name_parts())
     }
 
@@ -202,8 +205,12 @@ impl<'a> XRef<'a> {
 
 impl PartialEq for XRef<'_> {
     fn eq(&self, other: &Self) -> bool {
-        cat_eq(self.name_parts(), other.name_parts())
-            && cat_eq(self.value_parts(), other.value_parts())
+        let value_eq = if self.value_head == other.value_head {
+            self.value == other.value
+        } else {
+            cat_eq(self.value_parts(), other.value_parts())
+        };
+        value_eq && self.same_name(other)
     }
 }
 
@@ -221,8 +228,6 @@ pub(super) struct Slot {
     first: u32,
     /// Number of inodes carrying the pair.
     count: u32,
-    /// On-disk entry size.
-    size: u32,
     /// Offset in the shared table, or [`NONE`].
     offset: u32,
 }
@@ -247,10 +252,9 @@ pub(super) struct Xattrs<'a> {
     pub(super) nodes: Vec<NodeXattrs>,
     /// Occurrences, per node in ascending name order.
     occ: Vec<XRef<'a>>,
-    /// Slot of each occurrence.
-    slot_of: Vec<u32>,
-    /// The distinct pairs.
-    slots: Vec<Slot>,
+    /// Per occurrence, the shared table offset if the node references it
+    /// there, else [`NONE`].
+    shared_at: Vec<u32>,
     /// The shared pairs in table order.
     pub(super) shared: Vec<XRef<'a>>,
     /// Size of the shared table in bytes.
@@ -286,7 +290,7 @@ impl<'a> Xattrs<'a> {
         let seed = RandomState::new().hash_one(0x636673u64);
         let mut nodes = vec![NodeXattrs::default(); n];
         let mut occ: Vec<XRef<'a>> = Vec::with_capacity(n * 2);
-        let mut keys: Vec<(u64, u32)> = Vec::with_capacity(n * 2);
+        let mut keys: Vec<u64> = Vec::with_capacity(n * 2);
         let mut has_acl = false;
         let mut buf = Vec::new();
         let arena = order.index_of.iter().copied();
@@ -299,7 +303,7 @@ impl<'a> Xattrs<'a> {
             nodes[bfs as usize].len = buf.len() as u32;
             for &x in &buf {
                 has_acl |= is_acl_ref(&x);
-                keys.push((x.hash(seed), occ.len() as u32));
+                keys.push(key(x.hash(seed), occ.len()));
                 occ.push(x);
             }
         }
@@ -317,22 +321,32 @@ impl<'a> Xattrs<'a> {
         for &i in &shared {
             let s = &mut slots[i as usize];
             s.offset = offset as u32;
-            offset += u64::from(s.size);
+            offset += occ[s.first as usize].entry_size() as u64;
         }
         let shared = shared
             .iter()
             .map(|&i| occ[slots[i as usize].first as usize])
             .collect();
 
-        for node in &mut nodes {
+        // Per node, in collection (memory) order: which xattrs are referenced
+        // from the shared table (the first 128 shared ones), and the body size.
+        let mut shared_at = slot_of;
+        let arena = order.index_of.iter().copied();
+        for bfs in arena.chain(order.stub_index.iter().copied()) {
+            let Some(node) = nodes.get_mut(bfs as usize) else {
+                continue;
+            };
             let mut n_shared = 0;
             let mut inline = 0;
-            for &slot in &slot_of[node.start as usize..][..node.len as usize] {
-                let s = &slots[slot as usize];
-                if s.offset != NONE && n_shared < MAX_SHARED_PER_INODE {
+            let range = node.start as usize..(node.start + node.len) as usize;
+            for (x, at) in occ[range.clone()].iter().zip(&mut shared_at[range]) {
+                let offset = slots[*at as usize].offset;
+                if offset != NONE && n_shared < MAX_SHARED_PER_INODE {
                     n_shared += 1;
+                    *at = offset;
                 } else {
-                    inline += s.size as usize;
+                    inline += x.entry_size();
+                    *at = NONE;
                 }
             }
             if node.len > 0 {
@@ -343,8 +357,7 @@ impl<'a> Xattrs<'a> {
         Ok(Xattrs {
             nodes,
             occ,
-            slot_of,
-            slots,
+            shared_at,
             shared,
             shared_size: offset,
             has_acl,
@@ -357,61 +370,100 @@ impl<'a> Xattrs<'a> {
     pub(super) fn node(&self, bfs: usize) -> impl Iterator<Item = NodeXattr<'a>> + '_ {
         let node = self.nodes[bfs];
         let range = node.start as usize..(node.start + node.len) as usize;
-        let mut n_shared = 0;
         self.occ[range.clone()]
             .iter()
-            .zip(&self.slot_of[range])
-            .map(move |(&x, &slot)| {
-                let s = &self.slots[slot as usize];
-                let shared_offset = if s.offset != NONE && n_shared < MAX_SHARED_PER_INODE {
-                    n_shared += 1;
-                    Some(s.offset)
-                } else {
-                    None
-                };
-                NodeXattr { x, shared_offset }
+            .zip(&self.shared_at[range])
+            .map(|(&x, &at)| NodeXattr {
+                x,
+                shared_offset: (at != NONE).then_some(at),
             })
     }
 }
 
-/// Assigns every occurrence its distinct pair. `keys` are (hash, occurrence).
-fn count_pairs(occ: &[XRef<'_>], mut keys: Vec<(u64, u32)>) -> (Vec<u32>, Vec<Slot>) {
-    keys.sort_unstable();
+/// Sort key of occurrence `occ`: 32 hash bits above the occurrence index.
+fn key(hash: u64, occ: usize) -> u64 {
+    (hash & 0xffff_ffff_0000_0000) | occ as u64
+}
+
+/// The occurrence index of a key.
+fn key_occ(key: u64) -> usize {
+    key as u32 as usize
+}
+
+/// Sorts keys by their hash bits, stably (LSD radix sort, 4 passes of 8 bits),
+/// so equal hashes keep ascending occurrence order.
+fn sort_keys(keys: &mut Vec<u64>) {
+    let mut tmp = vec![0u64; keys.len()];
+    for shift in [32, 40, 48, 56] {
+        let mut start = [0usize; 256];
+        for &k in keys.iter() {
+            start[((k >> shift) & 0xff) as usize] += 1;
+        }
+        let mut sum = 0;
+        for c in &mut start {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for &k in keys.iter() {
+            let b = &mut start[((k >> shift) & 0xff) as usize];
+            tmp[*b] = k;
+            *b += 1;
+        }
+        std::mem::swap(keys, &mut tmp);
+    }
+}
+
+/// Assigns every occurrence its distinct pair.
+fn count_pairs(occ: &[XRef<'_>], mut keys: Vec<u64>) -> (Vec<u32>, Vec<Slot>) {
+    sort_keys(&mut keys);
     let mut slot_of = vec![0u32; occ.len()];
-    let mut slots = Vec::with_capacity(occ.len());
-    let new_slot = |first: u32, count: u32, slots: &mut Vec<Slot>| {
+    let mut slots = Vec::new();
+    let new_slot = |first: usize, count: usize, slots: &mut Vec<Slot>| {
         slots.push(Slot {
-            first,
-            count,
-            size: occ[first as usize].entry_size() as u32,
+            first: first as u32,
+            count: count as u32,
             offset: NONE,
         });
         slots.len() as u32 - 1
     };
     let mut rest = &mut keys[..];
-    while let Some(&(hash, _)) = rest.first() {
-        let run = rest.iter().position(|k| k.0 != hash).unwrap_or(rest.len());
+    while let Some(&head) = rest.first() {
+        let hash = head >> 32;
+        let run = rest
+            .iter()
+            .position(|k| k >> 32 != hash)
+            .unwrap_or(rest.len());
         let (group, tail) = rest.split_at_mut(run);
         rest = tail;
-        if let [(_, i)] = group {
-            slot_of[*i as usize] = new_slot(*i, 1, &mut slots);
+        if let [k] = group {
+            slot_of[key_occ(*k)] = new_slot(key_occ(*k), 1, &mut slots);
             continue;
         }
-        // Same hash: usually the same pair (a real duplicate); split by bytes.
-        group.sort_unstable_by(|a, b| {
-            let (xa, xb) = (occ[a.1 as usize], occ[b.1 as usize]);
-            xa.cmp_pair(&xb).then(a.1.cmp(&b.1))
+        // Same hash: usually one pair used by several inodes.
+        let x = occ[key_occ(group[0])];
+        if group.iter().all(|&k| occ[key_occ(k)] == x) {
+            let slot = new_slot(key_occ(group[0]), group.len(), &mut slots);
+            for &k in group.iter() {
+                slot_of[key_occ(k)] = slot;
+            }
+            continue;
+        }
+        // A real collision: split the group into runs of equal pairs.
+        group.sort_unstable_by(|&a, &b| {
+            let (xa, xb) = (occ[key_occ(a)], occ[key_occ(b)]);
+            xa.cmp_pair(&xb).then(a.cmp(&b))
         });
         let mut same = &group[..];
-        while let Some(&(_, first)) = same.first() {
-            let x = occ[first as usize];
+        while let Some(&first) = same.first() {
+            let x = occ[key_occ(first)];
             let k = same
                 .iter()
-                .position(|&(_, i)| occ[i as usize] != x)
+                .position(|&k| occ[key_occ(k)] != x)
                 .unwrap_or(same.len());
-            let slot = new_slot(first, k as u32, &mut slots);
-            for &(_, i) in &same[..k] {
-                slot_of[i as usize] = slot;
+            let slot = new_slot(key_occ(first), k, &mut slots);
+            for &key in &same[..k] {
+                slot_of[key_occ(key)] = slot;
             }
             same = &same[k..];
         }
@@ -565,7 +617,7 @@ mod tests {
             let keys = occ
                 .iter()
                 .enumerate()
-                .map(|(i, x)| (seed.map_or(7, |s| x.hash(s)), i as u32))
+                .map(|(i, x)| key(seed.map_or(7 << 32, |s| x.hash(s)), i))
                 .collect();
             let (slot_of, slots) = count_pairs(&occ, keys);
             assert_eq!(slots.len(), 1002);
