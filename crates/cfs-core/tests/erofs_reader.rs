@@ -44,8 +44,9 @@ fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/compat")
 }
 
-/// Reads a corpus file. Files the corpus stores as symlinks were committed
-/// as regular files holding the target name; follow those.
+/// Reads a corpus file. The corpus stores identical outputs as relative
+/// symlinks; a checkout that flattened them into files holding the target's
+/// name is followed too.
 fn fixture(name: &str) -> Vec<u8> {
     let path = corpus().join(name);
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
