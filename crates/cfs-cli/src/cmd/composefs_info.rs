@@ -16,6 +16,7 @@ use cfs_core::tree::{FileSystem, InodeKind, RegularFile};
 use cfs_core::verity::{Algorithm, measure_or_compute};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
+use crate::cmd::{strerror, without_os_error_codes};
 use crate::getopt::{HasArg, LongOpt, getopt_long};
 
 const PROG: &str = "composefs-info";
@@ -81,7 +82,7 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
             // Whatever was printed so far stays printed (like C's stdio at exit).
             let _ = io::stdout().flush();
             if !f.message.is_empty() {
-                eprintln!("{}", f.message);
+                eprintln!("{}", without_os_error_codes(&f.message));
             }
             if f.usage {
                 usage();
@@ -139,7 +140,7 @@ fn run(args: &[OsString]) -> Result<(), Fatal> {
                 fatal(format!(
                     "Can't open basedir `{}`: {}",
                     path.to_string_lossy(),
-                    io::Error::from(e)
+                    strerror(&io::Error::from(e))
                 ))
             })?,
         ),
@@ -157,10 +158,21 @@ fn run(args: &[OsString]) -> Result<(), Fatal> {
     let write_err = |e: io::Error| fatal(format!("write error: {e}"));
     for image in &images {
         let path = Path::new(image);
-        let bytes = std::fs::read(path)
-            .map_err(|e| fatal(format!("Failed to open '{}': {e}", path.display())))?;
-        let (fs, _info) = read_image(&bytes, &opts)
-            .map_err(|e| fatal(format!("Failed to load '{}': {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            fatal(format!(
+                "Failed to open '{}': {}",
+                path.display(),
+                strerror(&e)
+            ))
+        })?;
+        // C prints strerror(errno); we lead with the same text and add the detail.
+        let (fs, _info) = read_image(&bytes, &opts).map_err(|e| {
+            fatal(format!(
+                "Failed to load '{}': {}: {e}",
+                path.display(),
+                strerror(&io::Error::from(e.errno()))
+            ))
+        })?;
         drop(bytes);
         match command {
             Command::Ls => write_ls(&fs, &mut out).map_err(write_err)?,
@@ -212,10 +224,15 @@ fn measure_files(files: &[OsString]) -> Result<(), Fatal> {
     let mut out = stdout.lock();
     for f in files {
         let path = Path::new(f);
-        let file = std::fs::File::open(path)
-            .map_err(|e| fatal(format!("Failed to open '{}': {e}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(|e| {
+            fatal(format!(
+                "Failed to open '{}': {}",
+                path.display(),
+                strerror(&e)
+            ))
+        })?;
         let digest = measure_or_compute(&file, Algorithm::Sha256).map_err(|e| Fatal {
-            message: format!("failed to measure '{}': {e}", path.display()),
+            message: format!("failed to measure '{}': {}", path.display(), strerror(&e)),
             usage: false,
         })?;
         writeln!(out, "{}", digest.to_hex()).map_err(|e| fatal(format!("write error: {e}")))?;

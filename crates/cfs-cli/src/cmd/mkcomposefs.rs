@@ -11,6 +11,7 @@ use cfs_core::erofs::writer::{WriteOptions, write_image};
 use cfs_core::tree::{ContentOptions, FileSystem, ScanOptions, read_contents, scan_directory};
 use cfs_core::verity::{Algorithm, FsVerityHasher};
 
+use crate::cmd::{strerror, without_os_error_codes};
 use crate::getopt::{GetoptError, HasArg, LongOpt, getopt_long};
 use crate::output::Output;
 
@@ -278,9 +279,9 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
         Err(f) => {
             if !f.message.is_empty() {
                 if f.prefix {
-                    eprintln!("{PROG}: {}", f.message);
+                    eprintln!("{PROG}: {}", without_os_error_codes(&f.message));
                 } else {
-                    eprintln!("{}", f.message);
+                    eprintln!("{}", without_os_error_codes(&f.message));
                 }
             }
             if f.usage {
@@ -294,21 +295,25 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
 fn run(args: &[OsString]) -> Result<(), Fatal> {
     let a = parse_args(args)?;
 
-    let mut output = match &a.image {
-        None => None,
-        Some(p) if p.as_os_str() == "-" => {
-            if io::stdout().is_terminal() {
-                return Err(Fatal::new("stdout is a tty.  Refusing to use it"));
+    let mut output =
+        match &a.image {
+            None => None,
+            Some(p) if p.as_os_str() == "-" => {
+                if io::stdout().is_terminal() {
+                    return Err(Fatal::new("stdout is a tty.  Refusing to use it"));
+                }
+                Some(Output::create(p).map_err(|e| {
+                    Fatal::new(format!("failed to open output file: {}", strerror(&e)))
+                })?)
             }
-            Some(
-                Output::create(p)
-                    .map_err(|e| Fatal::new(format!("failed to open output file: {e}")))?,
-            )
-        }
-        Some(p) => Some(Output::create(p).map_err(|e| {
-            Fatal::new(format!("failed to open output file: {}: {e}", p.display()))
-        })?),
-    };
+            Some(p) => Some(Output::create(p).map_err(|e| {
+                Fatal::new(format!(
+                    "failed to open output file: {}: {}",
+                    p.display(),
+                    strerror(&e)
+                ))
+            })?),
+        };
 
     let fs = if a.from_file {
         read_dump(&a.source)?
@@ -354,7 +359,7 @@ fn read_dump(source: &Path) -> Result<FileSystem, Fatal> {
         )
     } else {
         let file = std::fs::File::open(source)
-            .map_err(|e| Fatal::new(format!("open `{}`: {e}", source.display())))?;
+            .map_err(|e| Fatal::new(format!("open `{}`: {}", source.display(), strerror(&e))))?;
         (
             parse_dumpfile(BufReader::with_capacity(1 << 16, file), &opts),
             source.display().to_string(),
