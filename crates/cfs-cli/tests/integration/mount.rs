@@ -46,7 +46,7 @@ fn build_source(root: &Path) {
     let long_name = "n".repeat(255);
     std::fs::write(root.join(&long_name), b"long name").unwrap();
     let node = |name: &str, ft, dev| {
-        rustix::fs::mknodat(CWD, &root.join(name), ft, Mode::from_raw_mode(0o640), dev).unwrap()
+        rustix::fs::mknodat(CWD, root.join(name), ft, Mode::from_raw_mode(0o640), dev).unwrap()
     };
     node("fifo", FileType::Fifo, 0);
     node("sock", FileType::Socket, 0);
@@ -60,13 +60,13 @@ fn build_source(root: &Path) {
     set_xattr(&root.join("dir/block"), "user.shared", b"same");
     rustix::fs::chownat(
         CWD,
-        &root.join("dir/one"),
+        root.join("dir/one"),
         Some(rustix::fs::Uid::from_raw(1234)),
         Some(rustix::fs::Gid::from_raw(70000)),
         AtFlags::SYMLINK_NOFOLLOW,
     )
     .unwrap();
-    rustix::fs::chmod(&root.join("dir/ext-65"), Mode::from_raw_mode(0o4751)).unwrap();
+    rustix::fs::chmod(root.join("dir/ext-65"), Mode::from_raw_mode(0o4751)).unwrap();
     let mut n = 0i64;
     let mut stamp = |p: &Path| {
         n += 1;
