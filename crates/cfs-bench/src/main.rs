@@ -12,6 +12,7 @@
 
 mod report;
 mod verity;
+mod verity_tree;
 
 use anyhow::{Result, bail};
 
@@ -24,12 +25,20 @@ struct Benchmark {
 }
 
 /// Every benchmark, in the order `all` runs them.
-const BENCHMARKS: &[Benchmark] = &[Benchmark {
-    name: "verity",
-    about: "fs-verity digest throughput: single core vs openssl, parallel speed-up",
-    usage: verity::USAGE,
-    run: verity::run,
-}];
+const BENCHMARKS: &[Benchmark] = &[
+    Benchmark {
+        name: "verity",
+        about: "fs-verity digest throughput: single core vs openssl, parallel speed-up",
+        usage: verity::USAGE,
+        run: verity::run,
+    },
+    Benchmark {
+        name: "verity-tree",
+        about: "fs-verity digests of every file of a directory tree (default /usr)",
+        usage: verity_tree::USAGE,
+        run: verity_tree::run,
+    },
+];
 
 fn usage() -> String {
     let mut s = String::from(

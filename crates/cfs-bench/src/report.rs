@@ -83,17 +83,25 @@ pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (Timing, T) {
     (Timing { wall, cpu }, v)
 }
 
-/// The run with the shortest wall time of `runs` calls of `f`.
-pub(crate) fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Timing, T)> {
-    let mut best: Option<(Timing, T)> = None;
-    for _ in 0..runs.max(1) {
-        let (t, v) = timed(&mut f);
-        let v = v?;
-        if best.as_ref().is_none_or(|(b, _)| t.wall < b.wall) {
-            best = Some((t, v));
+/// Runs `f(v)` for every value of `variants`, round-robin, `rounds` times,
+/// and keeps the fastest run per variant. Alternating spreads bursts of load
+/// from other processes over all variants instead of penalising one.
+pub(crate) fn best_alternating<V: Copy, T>(
+    rounds: usize,
+    variants: &[V],
+    mut f: impl FnMut(V) -> Result<T>,
+) -> Result<Vec<(Timing, T)>> {
+    let mut best: Vec<Option<(Timing, T)>> = variants.iter().map(|_| None).collect();
+    for _ in 0..rounds.max(1) {
+        for (slot, &v) in best.iter_mut().zip(variants) {
+            let (t, r) = timed(|| f(v));
+            let r = r?;
+            if slot.as_ref().is_none_or(|(b, _)| t.wall < b.wall) {
+                *slot = Some((t, r));
+            }
         }
     }
-    best.context("no run")
+    best.into_iter().map(|b| b.context("no run")).collect()
 }
 
 /// User + system CPU time of this process so far, from `/proc/self/stat`

@@ -505,7 +505,8 @@ where
         active: Mutex::new(Vec::new()),
         changed: Condvar::new(),
     };
-    let workers = threads.clamp(1, items.len().max(1));
+    // Even with fewer items than threads, every thread may help on a large file.
+    let workers = if items.is_empty() { 1 } else { threads.max(1) };
     let per_worker: Vec<Vec<ItemResult>> = thread::scope(|scope| {
         let handles: Vec<_> = (1..workers).map(|_| scope.spawn(|| sched.work())).collect();
         let mut all = vec![sched.work()];

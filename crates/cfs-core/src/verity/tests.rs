@@ -319,8 +319,9 @@ fn digest_files_mixed_sizes_in_order_with_errors() {
         }
     }
     for alg in ALGS {
-        for threads in [1, 2, 3, 4] {
-            let results = digest_files_tuned(alg, &items, threads, |p| File::open(p), small(2));
+        for (threads, window) in [(1, 2), (2, 1), (2, 64), (3, 2), (4, 1)] {
+            let tuning = small(window);
+            let results = digest_files_tuned(alg, &items, threads, |p| File::open(p), tuning);
             assert_eq!(results.len(), items.len());
             for ((r, want), path) in results.iter().zip(&expected).zip(&items) {
                 match (r, want) {
@@ -339,6 +340,21 @@ fn digest_files_mixed_sizes_in_order_with_errors() {
     let results = digest_files(Algorithm::Sha256, &[&path, &path], 2, |p| File::open(p));
     for r in results {
         assert_eq!(r.unwrap(), digest_bytes(Algorithm::Sha256, &big));
+    }
+    // One large item, more threads than items: all threads share its segments.
+    for window in [1, 3] {
+        let one = digest_files_tuned(
+            Algorithm::Sha512,
+            &[&path],
+            4,
+            |p| File::open(p),
+            small(window),
+        );
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            one[0].as_ref().unwrap(),
+            &digest_bytes(Algorithm::Sha512, &big)
+        );
     }
     let none: [std::path::PathBuf; 0] = [];
     assert!(digest_files(Algorithm::Sha256, &none, 2, |p| File::open(p)).is_empty());
