@@ -164,7 +164,18 @@ impl<'a> XRef<'a> {
 
     /// Name order (`strcmp` of the full names).
     pub(super) fn cmp_name(&self, other: &Self) -> Ordering {
+        if self.name_head == other.name_head {
+            return self.name.cmp(other.name);
+        }
         cat_cmp(self.name_parts(), other.name_parts())
+    }
+
+    /// Value order (`memcmp` of the full values, shorter first on a tie).
+    fn cmp_value(&self, other: &Self) -> Ordering {
+        if self.value_head == other.value_head {
+            return self.value.cmp(other.value);
+        }
+        cat_cmp(self.value_parts(), other.value_parts())
     }
 
     /// EROFS prefix index and the name suffix (two parts: write in order).
@@ -197,9 +208,10 @@ impl<'a> XRef<'a> {
     /// Shared-table order: descending name, then longer value, then
     /// descending value bytes.
     fn cmp_table(&self, other: &Self) -> Ordering {
-        cat_cmp(other.name_parts(), self.name_parts())
+        other
+            .cmp_name(self)
             .then_with(|| other.value_len().cmp(&self.value_len()))
-            .then_with(|| cat_cmp(other.value_parts(), self.value_parts()))
+            .then_with(|| other.cmp_value(self))
     }
 }
 
@@ -551,8 +563,7 @@ impl XRef<'_> {
 
     /// A total order of pairs by their bytes.
     fn cmp_pair(&self, other: &Self) -> Ordering {
-        self.cmp_name(other)
-            .then_with(|| cat_cmp(self.value_parts(), other.value_parts()))
+        self.cmp_name(other).then_with(|| self.cmp_value(other))
     }
 }
 
