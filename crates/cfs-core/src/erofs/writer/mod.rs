@@ -207,8 +207,8 @@ pub fn write_image<W: Write>(
     } else {
         bounds.min
     };
-    check::inodes(fs, &order)?;
-    let xattrs = xattrs::Xattrs::build(fs, &order, version)?;
+    let max_xattrs = check::inodes(fs, &order)?;
+    let xattrs = xattrs::Xattrs::build(fs, &order, version, max_xattrs)?;
     let layout = layout::Layout::compute(fs, &order, &xattrs)?;
     let size = emit::write(fs, &order, &xattrs, &layout, version, out)?;
     Ok(ImageSummary {

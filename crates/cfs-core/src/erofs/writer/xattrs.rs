@@ -296,13 +296,14 @@ impl<'a> Xattrs<'a> {
         fs: &'a FileSystem,
         order: &Order<'a>,
         version: u32,
+        max_xattrs: usize,
     ) -> Result<Self, WriteError> {
         let n = order.nodes.len();
         let ctx = rewrite::XattrContext::new(fs, order, version);
         let seed = RandomState::new().hash_one(0x636673u64);
         let mut nodes = vec![NodeXattrs::default(); n];
-        let mut occ: Vec<XRef<'a>> = Vec::with_capacity(n * 2);
-        let mut keys: Vec<u64> = Vec::with_capacity(n * 2);
+        let mut occ: Vec<XRef<'a>> = Vec::with_capacity(max_xattrs);
+        let mut keys: Vec<u64> = Vec::with_capacity(max_xattrs);
         let mut has_acl = false;
         let mut buf = Vec::new();
         let arena = order.index_of.iter().copied();
