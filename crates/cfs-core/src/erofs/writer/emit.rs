@@ -33,7 +33,8 @@ use super::check::chunk_bits;
 use super::layout::{DIRENT_SIZE, Layout};
 use super::order::{NONE, Order};
 use super::rewrite::{Kind, View};
-use super::xattrs::{NodeXattr, XRef, Xattrs};
+use super::xattrs::{NodeXattr, Xattrs};
+use super::xref::XRef;
 use crate::erofs::format::{
     BLOCK_BITS, BLOCK_SIZE, COMPOSEFS_FLAGS_HAS_ACL, COMPOSEFS_HEADER_VERSION, COMPOSEFS_MAGIC,
     ComposefsHeader, DataLayout, Dirent, EROFS_MAGIC, FEATURE_COMPAT_MTIME,

@@ -31,6 +31,7 @@ mod layout;
 mod order;
 mod rewrite;
 mod xattrs;
+mod xref;
 
 #[cfg(test)]
 mod tests;
