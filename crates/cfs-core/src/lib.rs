@@ -9,6 +9,7 @@
 
 pub mod dumpfile;
 pub mod erofs;
+pub mod objects;
 mod sys;
 pub mod tree;
 pub mod verity;

@@ -73,7 +73,19 @@ pub(super) fn parse_mtime(field: &[u8]) -> Result<Mtime, ParseErrorKind> {
 /// DIGEST, parsed like C `digest_to_raw` into a SHA-256 digest: hex pairs
 /// (either case) fill the bytes from the start until the text ends, a pair is
 /// not hex, or 32 bytes are filled; the remaining bytes are zero.
+///
+/// Exception (a deliberate difference from C, which would keep the first 32
+/// bytes): exactly 128 hex digits are a SHA-512 digest, so dumps of SHA-512
+/// images (repositories) round-trip.
 pub(super) fn parse_digest_lenient(text: &[u8]) -> Digest {
+    if text.len() == 128 {
+        if let Ok(d) = std::str::from_utf8(text)
+            .map_err(|_| ())
+            .and_then(|t| Digest::from_hex(t).map_err(|_| ()))
+        {
+            return d;
+        }
+    }
     let mut raw = [0u8; 32];
     let mut pairs = text.chunks_exact(2);
     for (slot, pair) in raw.iter_mut().zip(&mut pairs) {
@@ -108,6 +120,24 @@ mod tests {
 
     fn p(s: &str, base: u32) -> Result<u64, String> {
         parse_u64(s.as_bytes(), base).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sha512_digests_are_kept_whole() {
+        let hex = "0123456789abcdef".repeat(8);
+        let d = parse_digest_lenient(hex.as_bytes());
+        assert_eq!(d.algorithm(), crate::verity::Algorithm::Sha512);
+        assert_eq!(d.to_hex(), hex);
+        // 130 digits: C's truncation to SHA-256.
+        let long = format!("{hex}ff");
+        let d = parse_digest_lenient(long.as_bytes());
+        assert_eq!(d.to_hex(), hex[..64]);
+        // 128 characters that are not all hex: lenient SHA-256 parse.
+        let bad = format!("{}zz", &hex[..126]);
+        assert_eq!(
+            parse_digest_lenient(bad.as_bytes()).algorithm(),
+            crate::verity::Algorithm::Sha256
+        );
     }
 
     #[test]

@@ -129,3 +129,39 @@ fn printers_survive_invalid_trees() {
     assert!(write_dumpfile(&fs, Vec::new()).is_err());
     assert!(write_ls(&fs, Vec::new()).is_err());
 }
+
+#[test]
+fn deep_trees_do_not_recurse() {
+    use crate::tree::{DirEntry, Directory, ExternalFile, Inode, Stat};
+    // 200k nested directories: a recursive walk would overflow the test
+    // thread's stack. (Printing paths would be quadratic, so only the walk
+    // of `object_paths` runs here.)
+    let mut fs = FileSystem::new(Stat::default());
+    let mut dir = InodeId::ROOT;
+    for _ in 0..200_000 {
+        let child = fs.push_inode(Inode::new(
+            Stat::default(),
+            InodeKind::Directory(Directory::new()),
+        ));
+        fs.directory_mut(dir).unwrap().push(DirEntry {
+            name: b"d"[..].into(),
+            inode: child,
+            alias: false,
+        });
+        dir = child;
+    }
+    let file = fs.push_inode(Inode::new(
+        Stat::default(),
+        InodeKind::Regular(RegularFile::External(ExternalFile {
+            size: 1,
+            payload: Some(b"ab/cd"[..].into()),
+            digest: None,
+        })),
+    ));
+    fs.directory_mut(dir).unwrap().push(DirEntry {
+        name: b"f"[..].into(),
+        inode: file,
+        alias: false,
+    });
+    assert_eq!(object_paths(&fs), [&b"ab/cd"[..]]);
+}

@@ -1,3 +1,5 @@
 //! The one place with `unsafe` code: raw ioctls the safe wrappers lack.
 //! Every block carries a `// SAFETY:` comment naming the kernel structure it matches.
 #![allow(unsafe_code)]
+
+pub(crate) mod verity_ioctl;

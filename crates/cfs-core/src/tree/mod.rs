@@ -15,8 +15,12 @@
 //! Invariants are checked by [`FileSystem::validate`]; producers may build the
 //! tree in any order and call [`FileSystem::sort_directories`] at the end.
 
+mod contents;
+mod from_dir;
 mod validate;
 
+pub use contents::{ContentError, ContentOptions, read_contents};
+pub use from_dir::{FileRef, ScanError, ScanOptions, ScannedTree, scan_directory};
 pub use validate::{MAX_NAME_LEN, TreeError};
 
 use crate::verity::Digest;
