@@ -8,18 +8,18 @@
 //! The C writer (`lcfs_write_erofs_to` in `lcfs-writer-erofs.c`) deep-clones the
 //! tree, rewrites the clone for overlayfs and then lays it out. This writer does
 //! not clone: the rewrite is a per-inode *view* of the caller's tree
-//! ([`rewrite`]), evaluated whenever a pass needs it. The passes are:
+//! (`rewrite`), evaluated whenever a pass needs it. The passes are:
 //!
-//! 1. [`check`]: version bounds (C `lcfs_write_to`), tree invariants and the
+//! 1. `check`: version bounds (C `lcfs_write_to`), tree invariants and the
 //!    limits C enforces while building a tree (`lcfs_node_validate`,
 //!    `lcfs_node_set_xattr`, `lcfs_node_set_symlink_payload`, ...);
-//! 2. [`order`]: breadth-first inode order with the root's 256 whiteout stubs
+//! 2. `order`: breadth-first inode order with the root's 256 whiteout stubs
 //!    and the `.`/`..` entries (C `lcfs_compute_tree`, `add_overlay_whiteouts`);
-//! 3. [`xattrs`]: the effective xattrs of every inode, their use counts and the
+//! 3. `xattrs`: the effective xattrs of every inode, their use counts and the
 //!    shared xattr table (C `compute_erofs_shared_xattrs`);
-//! 4. [`layout`]: inode sizes, tails, padding, nids and block addresses (C
+//! 4. `layout`: inode sizes, tails, padding, nids and block addresses (C
 //!    `compute_erofs_inodes`);
-//! 5. [`emit`]: one sequential pass writing the bytes (C
+//! 5. `emit`: one sequential pass writing the bytes (C
 //!    `write_erofs_inodes`, `write_erofs_shared_xattrs`, `write_erofs_data_blocks`).
 //!
 //! Nothing is written before passes 1–4 have succeeded, so every error leaves
