@@ -24,6 +24,28 @@
 //!
 //! Nothing is written before passes 1–4 have succeeded, so every error leaves
 //! the output untouched.
+//!
+//! # Errors
+//!
+//! Where C fails while writing, [`WriteError`] displays C's `strerror` text:
+//! `Invalid argument` for a version bound above 1 or a hard link whose target
+//! has no primary name, `File too large` for an external file of more than
+//! 1024 chunks (> 2^53 bytes; a size near 2^64 wraps C's chunk count to 0 and
+//! is written without a chunk map, as C does). Trees that C could never hold
+//! are rejected with a message naming the path: empty, over-long or
+//! NUL-containing symlink targets, object paths and xattr names, xattr values
+//! over 65535 bytes, duplicate xattr names, inline content over 5000 bytes,
+//! and user xattrs over C's per-inode budget of 32767 (12 + Σ(7 + name +
+//! value)). The xattrs the rewrite adds are not charged to that budget: C's
+//! deep clone (`lcfs_node_clone`) does not copy the budget counter, so they
+//! never fail there either.
+//!
+//! # Cost
+//!
+//! Memory is a few dozen bytes per inode and xattr (views of the tree, no
+//! copies of names, values or contents); time is linear apart from sorting
+//! the xattr pairs. A /usr-sized tree (131k entries, 245k xattrs) takes about
+//! 0.1 s on one core of a 2-core machine.
 
 mod check;
 mod emit;
