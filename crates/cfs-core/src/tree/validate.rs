@@ -87,16 +87,23 @@ impl FileSystem {
             let mut prev: Option<&[u8]> = None;
             for entry in dir.entries() {
                 let name = &*entry.name;
-                let mut path = dir_path.clone();
-                path.push(b'/');
-                path.extend_from_slice(name);
+                // Paths are built only where they are kept or reported.
+                let path = || {
+                    let mut path = Vec::with_capacity(dir_path.len() + 1 + name.len());
+                    path.extend_from_slice(&dir_path);
+                    path.push(b'/');
+                    path.extend_from_slice(name);
+                    path
+                };
                 if name.is_empty()
                     || name.len() > MAX_NAME_LEN
                     || name == b"."
                     || name == b".."
                     || name.iter().any(|&b| b == b'/' || b == 0)
                 {
-                    return Err(TreeError::BadName { path: show(&path) });
+                    return Err(TreeError::BadName {
+                        path: show(&path()),
+                    });
                 }
                 if prev.is_some_and(|p| p >= name) {
                     return Err(TreeError::Unsorted {
@@ -107,22 +114,24 @@ impl FileSystem {
                 prev = Some(name);
                 if entry.inode.index() >= len {
                     return Err(TreeError::DanglingEntry {
-                        path: show(&path),
+                        path: show(&path()),
                         inode: entry.inode.0,
                         len,
                     });
                 }
                 if entry.alias {
-                    aliases.push((path, entry.inode));
+                    aliases.push((path(), entry.inode));
                     continue;
                 }
                 let seen = &mut primary[entry.inode.index()];
                 if *seen {
-                    return Err(TreeError::MultiplePrimary { path: show(&path) });
+                    return Err(TreeError::MultiplePrimary {
+                        path: show(&path()),
+                    });
                 }
                 *seen = true;
                 if self.directory(entry.inode).is_some() {
-                    stack.push((entry.inode, path));
+                    stack.push((entry.inode, path()));
                 }
             }
         }

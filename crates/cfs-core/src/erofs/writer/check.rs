@@ -84,17 +84,27 @@ pub(super) fn chunk_count(size: u64) -> u64 {
 }
 
 /// Per-inode limits, for every inode reachable by a primary name (visited in
-/// arena order, which is memory order).
-pub(super) fn inodes(fs: &FileSystem, order: &Order<'_>) -> Result<(), WriteError> {
+/// arena order, which is memory order). Returns an upper bound of the number
+/// of xattrs the image will have.
+pub(super) fn inodes(fs: &FileSystem, order: &Order<'_>) -> Result<usize, WriteError> {
+    // The stubs' copies of the root's SELinux label and the root's opaque=y.
+    let mut xattrs = 256 + 1;
     for (i, &bfs) in order.index_of.iter().enumerate() {
         if bfs != NONE {
-            inode(fs, InodeId(i as u32))?;
+            xattrs += inode(fs, InodeId(i as u32))?;
+            // A directory holding a whiteout gets up to four markers.
+            xattrs += if order.holds_whiteout[bfs as usize] {
+                4
+            } else {
+                0
+            };
         }
     }
-    Ok(())
+    Ok(xattrs)
 }
 
-fn inode(fs: &FileSystem, id: InodeId) -> Result<(), WriteError> {
+/// Checks one inode; returns an upper bound of its xattrs in the image.
+fn inode(fs: &FileSystem, id: InodeId) -> Result<usize, WriteError> {
     let inode = fs.inode(id);
     match &inode.kind {
         InodeKind::Symlink(target)
@@ -130,8 +140,12 @@ fn inode(fs: &FileSystem, id: InodeId) -> Result<(), WriteError> {
         _ => {}
     }
     let xattrs = &inode.stat.xattrs;
+    let generated = match &inode.kind {
+        InodeKind::Regular(RegularFile::External(_)) | InodeKind::CharDevice(0) => 2,
+        _ => 0,
+    };
     if xattrs.is_empty() {
-        return Ok(());
+        return Ok(generated);
     }
     let mut used = XATTR_BUDGET_HEADER;
     for x in xattrs {
@@ -157,7 +171,7 @@ fn inode(fs: &FileSystem, id: InodeId) -> Result<(), WriteError> {
             max: XATTR_BUDGET,
         });
     }
-    Ok(())
+    Ok(xattrs.len() + generated)
 }
 
 /// The absolute path of inode `id` by its primary name (for error messages;

@@ -6,7 +6,8 @@
 //!    root nid, `inos`, build time (minimum mtime), block count, `xattr_blkaddr`
 //!    = block of `inodes_end`; `meta_blkaddr` and `feature_incompat` 0;
 //! 3. per BFS node (C `write_erofs_inode_data`): zero padding, the compact or
-//!    extended inode, the xattr body (name filter, shared ids, inline entries in
+//!    extended inode, the xattr body (name filter of all its xattrs as C
+//!    `compute_erofs_xattr_filter`, shared ids, inline entries, both in
 //!    ascending name order), the inline tail;
 //! 4. zero padding to `inodes_end`, the shared xattr table (C
 //!    `write_erofs_shared_xattrs`), zero padding to a block boundary;
@@ -19,9 +20,10 @@
 //! tail is stored, else FLAT_PLAIN, and CHUNK_BASED for external files with
 //! `i_u` low 16 bits = chunk bits − 12 (over the block address when the chunk
 //! map is out of line); devices store rdev in `i_u`. Shared xattr ids are
-//! `((inodes_end mod 4096) + table offset) / 4`. Dirents carry the nid and
-//! file type of the entry's target, so `.`, `..` and hard links point at the
-//! real inode.
+//! `((inodes_end mod 4096) + table offset) / 4`. Directory chunks (C
+//! `write_erofs_dentries_chunk`) are `count` dirents then the names;
+//! `nameoff` counts from the chunk start; dirents carry the nid and file type
+//! of the entry's target, so `.`, `..` and hard links point at the real inode.
 
 use std::io::{self, Write};
 
@@ -33,7 +35,8 @@ use super::check::chunk_bits;
 use super::layout::{DIRENT_SIZE, Layout};
 use super::order::{NONE, Order};
 use super::rewrite::{Kind, View};
-use super::xattrs::{NodeXattr, XRef, Xattrs};
+use super::xattrs::{NodeXattr, Xattrs};
+use super::xref::XRef;
 use crate::erofs::format::{
     BLOCK_BITS, BLOCK_SIZE, COMPOSEFS_FLAGS_HAS_ACL, COMPOSEFS_HEADER_VERSION, COMPOSEFS_MAGIC,
     ComposefsHeader, DataLayout, Dirent, EROFS_MAGIC, FEATURE_COMPAT_MTIME,

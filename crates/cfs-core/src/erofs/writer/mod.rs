@@ -8,22 +8,44 @@
 //! The C writer (`lcfs_write_erofs_to` in `lcfs-writer-erofs.c`) deep-clones the
 //! tree, rewrites the clone for overlayfs and then lays it out. This writer does
 //! not clone: the rewrite is a per-inode *view* of the caller's tree
-//! ([`rewrite`]), evaluated whenever a pass needs it. The passes are:
+//! (`rewrite`), evaluated whenever a pass needs it. The passes are:
 //!
-//! 1. [`check`]: version bounds (C `lcfs_write_to`), tree invariants and the
+//! 1. `check`: version bounds (C `lcfs_write_to`), tree invariants and the
 //!    limits C enforces while building a tree (`lcfs_node_validate`,
 //!    `lcfs_node_set_xattr`, `lcfs_node_set_symlink_payload`, ...);
-//! 2. [`order`]: breadth-first inode order with the root's 256 whiteout stubs
+//! 2. `order`: breadth-first inode order with the root's 256 whiteout stubs
 //!    and the `.`/`..` entries (C `lcfs_compute_tree`, `add_overlay_whiteouts`);
-//! 3. [`xattrs`]: the effective xattrs of every inode, their use counts and the
+//! 3. `xattrs`: the effective xattrs of every inode, their use counts and the
 //!    shared xattr table (C `compute_erofs_shared_xattrs`);
-//! 4. [`layout`]: inode sizes, tails, padding, nids and block addresses (C
+//! 4. `layout`: inode sizes, tails, padding, nids and block addresses (C
 //!    `compute_erofs_inodes`);
-//! 5. [`emit`]: one sequential pass writing the bytes (C
+//! 5. `emit`: one sequential pass writing the bytes (C
 //!    `write_erofs_inodes`, `write_erofs_shared_xattrs`, `write_erofs_data_blocks`).
 //!
 //! Nothing is written before passes 1–4 have succeeded, so every error leaves
 //! the output untouched.
+//!
+//! # Errors
+//!
+//! Where C fails while writing, [`WriteError`] displays C's `strerror` text:
+//! `Invalid argument` for a version bound above 1 or a hard link whose target
+//! has no primary name, `File too large` for an external file of more than
+//! 1024 chunks (> 2^53 bytes; a size near 2^64 wraps C's chunk count to 0 and
+//! is written without a chunk map, as C does). Trees that C could never hold
+//! are rejected with a message naming the path: empty, over-long or
+//! NUL-containing symlink targets, object paths and xattr names, xattr values
+//! over 65535 bytes, duplicate xattr names, inline content over 5000 bytes,
+//! and user xattrs over C's per-inode budget of 32767 (12 + Σ(7 + name +
+//! value)). The xattrs the rewrite adds are not charged to that budget: C's
+//! deep clone (`lcfs_node_clone`) does not copy the budget counter, so they
+//! never fail there either.
+//!
+//! # Cost
+//!
+//! Memory is a few dozen bytes per inode and xattr (views of the tree, no
+//! copies of names, values or contents); time is linear apart from sorting
+//! the xattr pairs. A /usr-sized tree (131k entries, 245k xattrs) takes about
+//! 0.1 s on one core of a 2-core machine.
 
 mod check;
 mod emit;
@@ -31,6 +53,7 @@ mod layout;
 mod order;
 mod rewrite;
 mod xattrs;
+mod xref;
 
 #[cfg(test)]
 mod tests;
@@ -207,8 +230,8 @@ pub fn write_image<W: Write>(
     } else {
         bounds.min
     };
-    check::inodes(fs, &order)?;
-    let xattrs = xattrs::Xattrs::build(fs, &order, version)?;
+    let max_xattrs = check::inodes(fs, &order)?;
+    let xattrs = xattrs::Xattrs::build(fs, &order, version, max_xattrs)?;
     let layout = layout::Layout::compute(fs, &order, &xattrs)?;
     let size = emit::write(fs, &order, &xattrs, &layout, version, out)?;
     Ok(ImageSummary {

@@ -35,7 +35,7 @@
 use super::WriteError;
 use super::check::path_of;
 use super::order::{Node, Order};
-use super::xattrs::{ValueHead, XRef};
+use super::xref::{ValueHead, XRef};
 use crate::erofs::format::file_type;
 use crate::tree::{ExternalFile, FileSystem, InodeKind, Mtime, RegularFile};
 use crate::verity::Algorithm;

@@ -342,3 +342,101 @@ fn sha512_metacopy() {
     want.extend_from_slice(&[7; 64]);
     assert!(img.windows(want.len()).any(|w| w == want));
 }
+
+#[test]
+fn entry_order_and_stubs() {
+    let mut fs = FileSystem::new(stat(0o755, 0, 0, 0, 0));
+    let r = fs.root();
+    for name in ["zz", "0f", "-a", "f", "ff0"] {
+        add(
+            &mut fs,
+            r,
+            name,
+            Inode::new(stat(0o644, 0, 0, 0, 0), InodeKind::Fifo),
+        );
+    }
+    let order = order::Order::build(&fs);
+    let names: Vec<&[u8]> = order.children(&fs, 0).map(|c| c.name).collect();
+    // `-a` < `.` < `..` < `00` … with the real `0f` instead of a stub, `f`
+    // between `ef` and `f0`, `ff0` after `ff`.
+    assert_eq!(&names[..5], [&b"-a"[..], b".", b"..", b"00", b"01"]);
+    let pos = |n: &[u8]| names.iter().position(|&x| x == n).unwrap();
+    assert_eq!(pos(b"0f") + 1, pos(b"10"));
+    assert_eq!((pos(b"ef") + 1, pos(b"f") + 1), (pos(b"f"), pos(b"f0")));
+    assert_eq!((pos(b"ff") + 1, pos(b"ff0") + 1), (pos(b"ff0"), pos(b"zz")));
+    assert_eq!(names.len(), 5 + 2 + 255);
+    // BFS: the root, then its non-alias children in name order.
+    assert_eq!(order.nodes.len(), 1 + 5 + 255);
+    assert_eq!(order.views[0].nlink, 2);
+}
+
+#[test]
+fn rewritten_xattrs() {
+    let mut fs = FileSystem::new(stat(0o755, 0, 0, 0, 0));
+    let r = fs.root();
+    let mut ds = stat(0o755, 0, 0, 0, 0);
+    ds.xattrs.set(b"user.overlay.opaque", b"mine");
+    ds.xattrs.set(b"trusted.overlay.overlay.x", b"1");
+    let d = add(
+        &mut fs,
+        r,
+        "d",
+        Inode::new(ds, InodeKind::Directory(Directory::new())),
+    );
+    let mut ws = stat(0o640, 0, 0, 0, 0);
+    ws.xattrs.set(b"trusted.overlay.whiteout", b"user's");
+    add(&mut fs, d, "w", Inode::new(ws, InodeKind::CharDevice(0)));
+    let order = order::Order::build(&fs);
+    let names = |version: u32, path: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let ctx = rewrite::XattrContext::new(&fs, &order, version);
+        let bfs = order.index_of[fs.lookup(path).unwrap().index()] as usize;
+        let mut out = Vec::new();
+        ctx.collect(bfs, &mut out).unwrap();
+        out.iter()
+            .map(|x| {
+                let mut full = x.full_name_head().to_vec();
+                full.extend_from_slice(x.name);
+                (full, x.value_bytes().concat())
+            })
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        v.iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    assert_eq!(
+        names(1, b"/d"),
+        pairs(&[
+            ("trusted.overlay.overlay.opaque", "x"),
+            ("trusted.overlay.overlay.overlay.x", "1"),
+            ("trusted.overlay.overlay.whiteouts", ""),
+            ("user.overlay.opaque", "x"),
+            ("user.overlay.whiteouts", ""),
+        ])
+    );
+    assert_eq!(
+        names(0, b"/d"),
+        pairs(&[
+            ("trusted.overlay.overlay.overlay.x", "1"),
+            ("trusted.overlay.overlay.whiteouts", ""),
+            ("user.overlay.opaque", "mine"),
+            ("user.overlay.whiteouts", ""),
+        ])
+    );
+    assert_eq!(
+        names(0, b"/d/w"),
+        pairs(&[
+            ("trusted.overlay.overlay.whiteout", ""),
+            ("user.overlay.whiteout", ""),
+        ])
+    );
+    assert_eq!(names(0, b"/"), pairs(&[("trusted.overlay.opaque", "y")]));
+    let w = fs.lookup(b"/d/w").unwrap();
+    let view = order.views[order.index_of[w.index()] as usize];
+    assert_eq!(view.mode, 0o100640, "a whiteout is an empty regular file");
+    assert_eq!(
+        view.kind.file_type(),
+        crate::erofs::format::file_type::REG_FILE
+    );
+}
