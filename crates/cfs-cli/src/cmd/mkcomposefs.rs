@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use cfs_core::dumpfile::{ParseOptions, parse_dumpfile};
 use cfs_core::erofs::writer::{WriteOptions, write_image};
-use cfs_core::tree::{ContentOptions, FileSystem, ScanOptions, read_contents, scan_directory};
+use cfs_core::tree::{ContentOptions, FileSystem, ScanOptions, build_from_directory};
 use cfs_core::verity::{Algorithm, FsVerityHasher};
 
 use crate::cmd::{strerror, without_os_error_codes};
@@ -318,7 +318,7 @@ fn run(args: &[OsString]) -> Result<(), Fatal> {
     let fs = if a.from_file {
         read_dump(&a.source)?
     } else {
-        build_from_directory(&a)?
+        read_directory(&a)?
     };
 
     let mut hasher = a
@@ -371,22 +371,17 @@ fn read_dump(source: &Path) -> Result<FileSystem, Fatal> {
     })
 }
 
-fn build_from_directory(a: &Args) -> Result<FileSystem, Fatal> {
-    let mut scan = scan_directory(&a.source, &a.scan).map_err(|e| {
-        Fatal::new(format!(
-            "error accessing {}: {}",
-            e.path.display(),
-            e.source
-        ))
-    })?;
+fn read_directory(a: &Args) -> Result<FileSystem, Fatal> {
     let opts = ContentOptions {
         algorithm: Algorithm::Sha256,
         inline_max: DIR_MODE_INLINE_MAX,
         threads: a.threads,
         store: a.digest_store.clone(),
     };
-    read_contents(&mut scan, &opts).map_err(|e| Fatal::new(e.to_string()))?;
-    Ok(scan.fs)
+    // Scanning and hashing overlap: the scan feeds hashing workers as it goes.
+    let scanned =
+        build_from_directory(&a.source, &a.scan, &opts).map_err(|e| Fatal::new(e.to_string()))?;
+    Ok(scanned.fs)
 }
 
 /// Writes to the output (if any) and the fs-verity hasher (if any).

@@ -1,20 +1,41 @@
 //! The content pass of directory mode: inline small files, compute the
-//! fs-verity digest of the others (in parallel), optionally copy them into an
-//! object directory.
+//! fs-verity digest of the others, optionally copy them into an object
+//! directory — on worker threads, overlapped with the directory scan.
 //!
 //! Mirrors C `mkcomposefs` directory mode: a regular file of at most
 //! [`ContentOptions::inline_max`] bytes (64 in C) is stored in the image; every
 //! larger one becomes an external file whose payload is its object path
 //! `XX/<rest>` and whose metacopy digest is its fs-verity digest.
+//!
+//! [`build_from_directory`] runs the scan on the calling thread; every regular
+//! file it finds is opened there and handed through a bounded queue (so memory
+//! and open descriptors stay bounded) to [`ContentOptions::threads`] workers.
+//! A file that changed size between the scan and the read is an error rather
+//! than an image whose sizes and digests disagree.
 
-use std::io::{self, Read};
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Mutex, PoisonError};
 
-use super::{ExternalFile, FileRef, InodeKind, RegularFile, ScannedTree};
+use rustix::fs::{Mode, OFlags};
+
+use super::from_dir::scan_directory_with;
+use super::{
+    ExternalFile, FileRef, InodeId, InodeKind, RegularFile, ScanError, ScanOptions, ScannedTree,
+};
 use crate::objects::ObjectDir;
-use crate::verity::{Algorithm, Digest, digest_files, enable_verity};
+use crate::verity::{Algorithm, Digest, FsVerityHasher, default_threads, enable_verity};
+
+/// Read buffer of each worker.
+const READ_BUFFER: usize = 1 << 20;
+/// Files queued between the scanner and the workers (each holds a descriptor).
+const QUEUE_DEPTH: usize = 256;
 
 /// How to read contents.
 #[derive(Debug, Clone)]
@@ -61,119 +82,272 @@ pub enum ContentError {
     },
 }
 
-/// Fills in the content of every file of `scan.files` (see the module docs).
-pub fn read_contents(scan: &mut ScannedTree, opts: &ContentOptions) -> Result<(), ContentError> {
-    let (inline, external): (Vec<FileRef>, Vec<FileRef>) = std::mem::take(&mut scan.files)
-        .into_iter()
-        .partition(|f| f.size <= opts.inline_max);
+/// A failure of [`build_from_directory`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The scan failed (C: `error accessing PATH`).
+    #[error("error accessing {0}")]
+    Scan(#[from] ScanError),
+    /// Reading, hashing or storing a file failed.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+}
 
-    for f in &inline {
-        let content = read_small(scan, f)?;
-        if let InodeKind::Regular(r) = &mut scan.fs.inode_mut(f.inode).kind {
-            *r = RegularFile::Inline(content.into_boxed_slice());
-        }
-    }
+/// One file for a worker.
+struct Job {
+    inode: InodeId,
+    path: PathBuf,
+    size: u64,
+    file: File,
+}
 
-    let digests = digest_files(opts.algorithm, &external, opts.threads, |f| scan.open(f));
-    let mut hashed = Vec::with_capacity(external.len());
-    for (f, result) in external.iter().zip(digests) {
-        let digest = result.map_err(|source| ContentError::Read {
-            path: scan.display_path(f),
+enum Outcome {
+    Inline(Box<[u8]>),
+    External(Digest),
+}
+
+/// Scans `root` and reads every file's content in one overlapped pass.
+pub fn build_from_directory(
+    root: &Path,
+    scan: &ScanOptions,
+    opts: &ContentOptions,
+) -> Result<ScannedTree, BuildError> {
+    let store = open_store(opts)?;
+    let mut scanned = None;
+    let outcomes = run_pool(opts, store.as_ref(), |send| {
+        let mut on_file =
+            |f: &FileRef, dir: BorrowedFd<'_>, name: &[u8]| -> Result<(), BuildError> {
+                let path = root.join(OsStr::from_bytes(&f.path));
+                let file = rustix::fs::openat(
+                    dir,
+                    OsStr::from_bytes(name),
+                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                )
+                .map_err(|e| ContentError::Read {
+                    path: path.clone(),
+                    source: e.into(),
+                })?;
+                send(Job {
+                    inode: f.inode,
+                    path,
+                    size: f.size,
+                    file: File::from(file),
+                });
+                Ok(())
+            };
+        scanned = Some(scan_directory_with(root, scan, &mut on_file)?);
+        Ok::<(), BuildError>(())
+    })?;
+    let mut scanned = scanned.ok_or_else(|| {
+        BuildError::Content(ContentError::Read {
+            path: root.to_path_buf(),
+            source: io::Error::other("scan did not complete"),
+        })
+    })?;
+    apply(&mut scanned, outcomes);
+    if let Some(store) = &store {
+        store.sync().map_err(|source| ContentError::Store {
+            path: store.path().to_path_buf(),
             source,
         })?;
-        if let InodeKind::Regular(r) = &mut scan.fs.inode_mut(f.inode).kind {
-            *r = RegularFile::External(ExternalFile {
+    }
+    Ok(scanned)
+}
+
+/// Fills in the content of every file of an already scanned tree (see the
+/// module docs).
+pub fn read_contents(scan: &mut ScannedTree, opts: &ContentOptions) -> Result<(), ContentError> {
+    let store = open_store(opts)?;
+    let files = std::mem::take(&mut scan.files);
+    let result = run_pool(opts, store.as_ref(), |send| {
+        for f in &files {
+            let path = scan.display_path(f);
+            let file = scan.open(f).map_err(|source| ContentError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            send(Job {
+                inode: f.inode,
+                path,
                 size: f.size,
-                payload: Some(digest.object_path().into_bytes().into_boxed_slice()),
-                digest: Some(digest),
+                file,
             });
         }
-        hashed.push((f, digest));
+        Ok::<(), ContentError>(())
+    });
+    scan.files = files;
+    apply(scan, result?);
+    if let Some(store) = &store {
+        store.sync().map_err(|source| ContentError::Store {
+            path: store.path().to_path_buf(),
+            source,
+        })?;
     }
-
-    if let Some(store) = &opts.store {
-        fill_store(scan, store, &hashed, opts)?;
-    }
-    scan.files = inline.into_iter().chain(external).collect();
     Ok(())
 }
 
-fn read_small(scan: &ScannedTree, f: &FileRef) -> Result<Vec<u8>, ContentError> {
-    let path = || scan.display_path(f);
-    let file = scan.open(f).map_err(|source| ContentError::Read {
-        path: path(),
-        source,
-    })?;
-    let mut content = Vec::with_capacity(f.size as usize);
-    file.take(f.size + 1)
-        .read_to_end(&mut content)
-        .map_err(|source| ContentError::Read {
-            path: path(),
-            source,
-        })?;
-    if content.len() as u64 != f.size {
-        return Err(ContentError::Changed {
-            path: path(),
-            expected: f.size,
-        });
-    }
-    Ok(content)
+fn open_store(opts: &ContentOptions) -> Result<Option<ObjectDir>, ContentError> {
+    opts.store
+        .as_deref()
+        .map(|p| {
+            ObjectDir::create(p).map_err(|source| ContentError::Store {
+                path: p.to_path_buf(),
+                source,
+            })
+        })
+        .transpose()
 }
 
-/// Copies the external files into `store` in parallel, enabling fs-verity on
-/// each new object where the filesystem supports it (errors ignored, as C
-/// does), then makes them durable with one `syncfs`.
-fn fill_store(
-    scan: &ScannedTree,
-    store: &std::path::Path,
-    files: &[(&FileRef, Digest)],
+fn apply(scan: &mut ScannedTree, outcomes: Vec<(InodeId, Outcome)>) {
+    for (inode, outcome) in outcomes {
+        let InodeKind::Regular(r) = &mut scan.fs.inode_mut(inode).kind else {
+            continue;
+        };
+        *r = match outcome {
+            Outcome::Inline(content) => RegularFile::Inline(content),
+            Outcome::External(digest) => RegularFile::External(ExternalFile {
+                size: r.size(),
+                payload: Some(digest.object_path().into_bytes().into_boxed_slice()),
+                digest: Some(digest),
+            }),
+        };
+    }
+}
+
+/// Runs `produce` on this thread, feeding jobs to worker threads; returns every
+/// outcome, or the producer's error, or the first worker error.
+fn run_pool<E: From<ContentError>>(
     opts: &ContentOptions,
-) -> Result<(), ContentError> {
-    let store_err = |source| ContentError::Store {
-        path: store.to_path_buf(),
-        source,
-    };
-    let dir = ObjectDir::create(store).map_err(store_err)?;
-    let alg = opts.algorithm;
-    let finish = move |f: &std::fs::File| {
-        let _ = enable_verity(std::os::fd::AsFd::as_fd(f), alg);
-        Ok(())
-    };
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<ContentError>> = Mutex::new(None);
+    store: Option<&ObjectDir>,
+    produce: impl FnOnce(&mut dyn FnMut(Job)) -> Result<(), E>,
+) -> Result<Vec<(InodeId, Outcome)>, E> {
     let threads = if opts.threads == 0 {
-        crate::verity::default_threads()
+        default_threads()
     } else {
         opts.threads
     };
-    std::thread::scope(|s| {
-        for _ in 0..threads.clamp(1, files.len().max(1)) {
+    let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(QUEUE_DEPTH);
+    let rx = Mutex::new(rx);
+    let failure: Mutex<Option<ContentError>> = Mutex::new(None);
+    let outcomes: Mutex<Vec<(InodeId, Outcome)>> = Mutex::new(Vec::new());
+    let produced = std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
             s.spawn(|| {
+                let mut buf = vec![0u8; READ_BUFFER];
+                let mut mine = Vec::new();
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((f, digest)) = files.get(i) else {
-                        break;
-                    };
-                    if failure.lock().map(|g| g.is_some()).unwrap_or(true) {
-                        break;
+                    let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok(job) = job else { break };
+                    if failure
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .is_some()
+                    {
+                        continue; // drain without work after a failure
                     }
-                    let result = scan
-                        .open(f)
-                        .and_then(|src| dir.copy_from(&src, digest, &finish));
-                    if let Err(source) = result {
-                        let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
-                        slot.get_or_insert(ContentError::Store {
-                            path: scan.display_path(f),
-                            source,
-                        });
-                        break;
+                    match process(&job, opts, store, &mut buf) {
+                        Ok(outcome) => mine.push((job.inode, outcome)),
+                        Err(e) => {
+                            failure
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .get_or_insert(e);
+                        }
                     }
                 }
+                outcomes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .append(&mut mine);
             });
         }
+        let mut send = |job: Job| {
+            // Fails only if every worker is gone, which happens only on panic.
+            let _ = tx.send(job);
+        };
+        let produced = produce(&mut send);
+        drop(tx);
+        produced
     });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
+    produced?;
+    if let Some(e) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(e.into());
     }
-    dir.sync().map_err(store_err)
+    Ok(outcomes
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner))
+}
+
+fn process(
+    job: &Job,
+    opts: &ContentOptions,
+    store: Option<&ObjectDir>,
+    buf: &mut [u8],
+) -> Result<Outcome, ContentError> {
+    let read_err = |source| ContentError::Read {
+        path: job.path.clone(),
+        source,
+    };
+    if job.size <= opts.inline_max {
+        // Read one byte more than expected to notice a file that grew.
+        let want = (job.size as usize + 1).min(buf.len());
+        let mut len = 0;
+        while len < want {
+            let n = read_at(&job.file, &mut buf[len..want], len as u64).map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+        }
+        if len as u64 != job.size {
+            return Err(ContentError::Changed {
+                path: job.path.clone(),
+                expected: job.size,
+            });
+        }
+        return Ok(Outcome::Inline(buf[..len].into()));
+    }
+    let mut hasher = FsVerityHasher::new(opts.algorithm);
+    let mut offset = 0u64;
+    loop {
+        let n = read_at(&job.file, buf, offset).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    if offset != job.size {
+        return Err(ContentError::Changed {
+            path: job.path.clone(),
+            expected: job.size,
+        });
+    }
+    let digest = hasher.finalize();
+    if let Some(store) = store {
+        let alg = opts.algorithm;
+        let finish = move |f: &File| {
+            // Best effort, like C: most filesystems have no fs-verity.
+            let _ = enable_verity(std::os::fd::AsFd::as_fd(f), alg);
+            Ok(())
+        };
+        store
+            .copy_from(&job.file, &digest, &finish)
+            .map_err(|source| ContentError::Store {
+                path: job.path.clone(),
+                source,
+            })?;
+    }
+    Ok(Outcome::External(digest))
+}
+
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
 }

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::ffi::{CStr, OsStr};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -129,14 +129,28 @@ struct Scanner<'a> {
 
 /// Scans `root` into a tree. Content of regular files is not read.
 pub fn scan_directory(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, ScanError> {
+    scan_directory_with(root, opts, &mut |_, _, _| Ok(()))
+}
+
+/// Called for every regular file of size > 0 as soon as the scan finds it,
+/// with the open directory holding it and its name there.
+pub(crate) type OnFile<'a, E> = dyn FnMut(&FileRef, BorrowedFd<'_>, &[u8]) -> Result<(), E> + 'a;
+
+/// [`scan_directory`], calling `on_file` for each regular file found (so its
+/// content can be processed while the scan goes on).
+pub(crate) fn scan_directory_with<E: From<ScanError>>(
+    root: &Path,
+    opts: &ScanOptions,
+    on_file: &mut OnFile<'_, E>,
+) -> Result<ScannedTree, E> {
     let fail = |e: io::Error| ScanError::new(root.to_path_buf(), e);
     if opts.skip_xattrs && opts.user_xattrs_only {
-        return Err(fail(io::Error::from_raw_os_error(libc_einval())));
+        return Err(fail(io::Error::from_raw_os_error(libc_einval())).into());
     }
     let st =
         rustix::fs::statat(CWD, root, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| fail(e.into()))?;
     if st.st_mode & 0o170000 != 0o040000 {
-        return Err(fail(rustix::io::Errno::NOTDIR.into()));
+        return Err(fail(rustix::io::Errno::NOTDIR.into()).into());
     }
     let root_fd = rustix::fs::openat(
         CWD,
@@ -169,7 +183,7 @@ pub fn scan_directory(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, Sc
     // Directories still to read: (inode, path relative to the root).
     let mut pending: Vec<(InodeId, Vec<u8>)> = vec![(InodeId::ROOT, Vec::new())];
     while let Some((dir_id, rel)) = pending.pop() {
-        let subdirs = scanner.read_directory(&root_fd, dir_id, &rel)?;
+        let subdirs = scanner.read_directory(&root_fd, dir_id, &rel, on_file)?;
         // Reverse so that directories are read in depth-first name order.
         pending.extend(subdirs.into_iter().rev());
     }
@@ -246,12 +260,13 @@ impl Scanner<'_> {
     }
 
     /// Reads one directory's entries into the tree; returns its subdirectories.
-    fn read_directory(
+    fn read_directory<E: From<ScanError>>(
         &mut self,
         root: &OwnedFd,
         dir_id: InodeId,
         rel: &[u8],
-    ) -> Result<Vec<(InodeId, Vec<u8>)>, ScanError> {
+        on_file: &mut OnFile<'_, E>,
+    ) -> Result<Vec<(InodeId, Vec<u8>)>, E> {
         let dir_fd = if rel.is_empty() {
             rustix::fs::openat(
                 root,
@@ -339,7 +354,7 @@ impl Scanner<'_> {
                 0o060000 => InodeKind::BlockDevice(encode_rdev(st.st_rdev as u64)),
                 0o010000 => InodeKind::Fifo,
                 0o140000 => InodeKind::Socket,
-                _ => return Err(fail(rustix::io::Errno::INVAL.into())),
+                _ => return Err(fail(rustix::io::Errno::INVAL.into()).into()),
             };
             let size = match &kind {
                 InodeKind::Regular(f) => f.size(),
@@ -353,11 +368,13 @@ impl Scanner<'_> {
                 self.links.insert((st.st_dev as u64, st.st_ino as u64), id);
             }
             if size > 0 {
-                self.files.push(FileRef {
+                let file = FileRef {
                     inode: id,
                     path: child_rel.into_boxed_slice(),
                     size,
-                });
+                };
+                on_file(&file, dir_fd.as_fd(), &name)?;
+                self.files.push(file);
             }
             self.push_entry(dir_id, name, id, false);
         }

@@ -19,7 +19,7 @@ mod contents;
 mod from_dir;
 mod validate;
 
-pub use contents::{ContentError, ContentOptions, read_contents};
+pub use contents::{BuildError, ContentError, ContentOptions, build_from_directory, read_contents};
 pub use from_dir::{FileRef, ScanError, ScanOptions, ScannedTree, scan_directory};
 pub use validate::{MAX_NAME_LEN, TreeError};
 

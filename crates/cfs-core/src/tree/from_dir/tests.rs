@@ -277,3 +277,28 @@ fn contents_detect_a_changed_small_file() {
     );
     assert!(err.to_string().contains("b-file"));
 }
+
+#[test]
+fn overlapped_build_equals_scan_then_read() {
+    use crate::tree::{BuildError, ContentOptions, build_from_directory, read_contents};
+    let tmp = sample_tree();
+    for i in 0..40 {
+        fs::write(tmp.path().join(format!("sub/f{i}")), vec![i as u8; i * 997]).unwrap();
+    }
+    let opts = ContentOptions {
+        algorithm: crate::verity::Algorithm::Sha512,
+        inline_max: 64,
+        threads: 3,
+        store: None,
+    };
+    let built = build_from_directory(tmp.path(), &ScanOptions::default(), &opts).unwrap();
+    let mut scanned = scan_directory(tmp.path(), &ScanOptions::default()).unwrap();
+    read_contents(&mut scanned, &opts).unwrap();
+    assert_eq!(built.fs, scanned.fs);
+    assert_eq!(built.files.len(), scanned.files.len());
+    // Errors: scan errors and content errors keep their kind.
+    let err =
+        build_from_directory(&tmp.path().join("nope"), &ScanOptions::default(), &opts).unwrap_err();
+    assert!(matches!(err, BuildError::Scan(_)), "{err}");
+    assert!(err.to_string().starts_with("error accessing "), "{err}");
+}
