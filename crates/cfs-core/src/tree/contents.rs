@@ -16,24 +16,27 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 
 use rustix::fs::{Mode, OFlags};
 
-use super::from_dir::scan_directory_with;
+use super::from_dir::{Opened, scan_directory_with};
 use super::{
     ExternalFile, FileRef, InodeId, InodeKind, RegularFile, ScanError, ScanOptions, ScannedTree,
 };
 use crate::objects::ObjectDir;
+use crate::sys::file_map::FileMap;
 use crate::verity::{Algorithm, Digest, FsVerityHasher, default_threads, enable_verity};
 
 /// Read buffer of each worker.
 const READ_BUFFER: usize = 1 << 20;
+/// Files at least this large are hashed through a memory map.
+const MAP_THRESHOLD: u64 = 1 << 20;
 /// Files queued between the scanner and the workers (each holds a descriptor).
 const QUEUE_DEPTH: usize = 256;
 
@@ -116,10 +119,11 @@ pub fn build_from_directory(
     let store = open_store(opts)?;
     let mut scanned = None;
     let outcomes = run_pool(opts, store.as_ref(), |send| {
-        let mut on_file =
-            |f: &FileRef, dir: BorrowedFd<'_>, name: &[u8]| -> Result<(), BuildError> {
-                let path = root.join(OsStr::from_bytes(&f.path));
-                let file = rustix::fs::openat(
+        let mut on_file = |f: &FileRef, how: Opened<'_>| -> Result<(), BuildError> {
+            let path = root.join(OsStr::from_bytes(&f.path));
+            let file = match how {
+                Opened::File(fd) => fd,
+                Opened::At(dir, name) => rustix::fs::openat(
                     dir,
                     OsStr::from_bytes(name),
                     OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
@@ -128,15 +132,16 @@ pub fn build_from_directory(
                 .map_err(|e| ContentError::Read {
                     path: path.clone(),
                     source: e.into(),
-                })?;
-                send(Job {
-                    inode: f.inode,
-                    path,
-                    size: f.size,
-                    file: File::from(file),
-                });
-                Ok(())
+                })?,
             };
+            send(Job {
+                inode: f.inode,
+                path,
+                size: f.size,
+                file: File::from(file),
+            });
+            Ok(())
+        };
         scanned = Some(scan_directory_with(root, scan, &mut on_file)?);
         Ok::<(), BuildError>(())
     })?;
@@ -230,6 +235,7 @@ fn run_pool<E: From<ContentError>>(
     };
     let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(QUEUE_DEPTH);
     let rx = Mutex::new(rx);
+    let failed = AtomicBool::new(false);
     let failure: Mutex<Option<ContentError>> = Mutex::new(None);
     let outcomes: Mutex<Vec<(InodeId, Outcome)>> = Mutex::new(Vec::new());
     let produced = std::thread::scope(|s| {
@@ -240,16 +246,13 @@ fn run_pool<E: From<ContentError>>(
                 loop {
                     let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
                     let Ok(job) = job else { break };
-                    if failure
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .is_some()
-                    {
+                    if failed.load(Ordering::Relaxed) {
                         continue; // drain without work after a failure
                     }
                     match process(&job, opts, store, &mut buf) {
                         Ok(outcome) => mine.push((job.inode, outcome)),
                         Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
                             failure
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)
@@ -309,23 +312,12 @@ fn process(
         }
         return Ok(Outcome::Inline(buf[..len].into()));
     }
-    let mut hasher = FsVerityHasher::new(opts.algorithm);
-    let mut offset = 0u64;
-    loop {
-        let n = read_at(&job.file, buf, offset).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        offset += n as u64;
-    }
-    if offset != job.size {
-        return Err(ContentError::Changed {
+    let digest = hash_file(job, opts.algorithm, buf)
+        .map_err(read_err)?
+        .ok_or_else(|| ContentError::Changed {
             path: job.path.clone(),
             expected: job.size,
-        });
-    }
-    let digest = hasher.finalize();
+        })?;
     if let Some(store) = store {
         let alg = opts.algorithm;
         let finish = move |f: &File| {
@@ -341,6 +333,35 @@ fn process(
             })?;
     }
     Ok(Outcome::External(digest))
+}
+
+/// The fs-verity digest of a job's file, or `None` if its size is no longer
+/// the scanned one. Large files are hashed straight from a mapping of the page
+/// cache (no copy); small ones, or when mapping is unavailable, through `pread`.
+fn hash_file(job: &Job, alg: Algorithm, buf: &mut [u8]) -> io::Result<Option<Digest>> {
+    let mut hasher = FsVerityHasher::new(alg);
+    if job.size >= MAP_THRESHOLD {
+        if let Ok(len) = usize::try_from(job.size) {
+            if let Ok(map) = FileMap::new(&job.file, len) {
+                hasher.update(map.bytes());
+                let now = job.file.metadata()?.len();
+                if map.truncated() || now != job.size {
+                    return Ok(None);
+                }
+                return Ok(Some(hasher.finalize()));
+            }
+        }
+    }
+    let mut offset = 0u64;
+    loop {
+        let n = read_at(&job.file, buf, offset)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok((offset == job.size).then(|| hasher.finalize()))
 }
 
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {

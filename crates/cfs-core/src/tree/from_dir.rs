@@ -20,7 +20,7 @@
 //! descending), so deep trees do not exhaust file descriptors or the stack.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, OsStr};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -129,12 +129,19 @@ struct Scanner<'a> {
 
 /// Scans `root` into a tree. Content of regular files is not read.
 pub fn scan_directory(root: &Path, opts: &ScanOptions) -> Result<ScannedTree, ScanError> {
-    scan_directory_with(root, opts, &mut |_, _, _| Ok(()))
+    scan_directory_with(root, opts, &mut |_, _| Ok(()))
 }
 
-/// Called for every regular file of size > 0 as soon as the scan finds it,
-/// with the open directory holding it and its name there.
-pub(crate) type OnFile<'a, E> = dyn FnMut(&FileRef, BorrowedFd<'_>, &[u8]) -> Result<(), E> + 'a;
+/// How [`OnFile`] gets at a file's content.
+pub(crate) enum Opened<'a> {
+    /// The scanner already opened it (read-only).
+    File(OwnedFd),
+    /// Open `name` in the directory `dir`.
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+/// Called for every regular file of size > 0 as soon as the scan finds it.
+pub(crate) type OnFile<'a, E> = dyn FnMut(&FileRef, Opened<'_>) -> Result<(), E> + 'a;
 
 /// [`scan_directory`], calling `on_file` for each regular file found (so its
 /// content can be processed while the scan goes on).
@@ -170,9 +177,7 @@ pub(crate) fn scan_directory_with<E: From<ScanError>>(
         value: Vec::new(),
     };
     let root_xattrs = scanner
-        // "/proc/self/fd/N/." names the directory itself; the bare magic link
-        // would be the link (l*xattr does not follow it).
-        .read_xattrs(&proc_path(&root_fd, b"."))
+        .read_xattrs(XattrSource::Fd(root_fd.as_fd()))
         .map_err(fail)?;
     let root_inode = scanner.fs.inode_mut(InodeId::ROOT);
     root_inode.stat = stat_of(&st, opts.use_epoch, root_xattrs);
@@ -308,14 +313,26 @@ impl Scanner<'_> {
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
         let mut subdirs = Vec::new();
-        for (name, _) in names {
+        for (name, ftype) in names {
             let child_rel = join_rel(rel, &name);
             let root_path = self.root_path;
             let fail =
                 |e: io::Error| ScanError::new(root_path.join(OsStr::from_bytes(&child_rel)), e);
-            let st =
-                rustix::fs::statat(&dir_fd, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| fail(e.into()))?;
+            // Regular files are opened right away: their metadata and xattrs
+            // come from the descriptor (no path walks), and the workers read
+            // their content through it.
+            let opened = if ftype == rustix::fs::FileType::RegularFile {
+                open_regular(&dir_fd, &name)
+            } else {
+                None
+            };
+            let st = match &opened {
+                Some((_, st)) => *st,
+                None => {
+                    rustix::fs::statat(&dir_fd, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| fail(e.into()))?
+                }
+            };
             let is_dir = st.st_mode & 0o170000 == 0o040000;
             if self.opts.detect_hardlinks && !is_dir && st.st_nlink > 1 {
                 let key = (st.st_dev as u64, st.st_ino as u64);
@@ -325,7 +342,11 @@ impl Scanner<'_> {
                     continue;
                 }
             }
-            let xattrs = self.read_xattrs(&proc_path(&dir_fd, &name)).map_err(fail)?;
+            let xattrs = match &opened {
+                Some((fd, _)) => self.read_xattrs(XattrSource::Fd(fd.as_fd())),
+                None => self.read_xattrs(XattrSource::Path(&proc_path(&dir_fd, &name))),
+            }
+            .map_err(fail)?;
             let stat = stat_of(&st, self.opts.use_epoch, xattrs);
             let kind = match st.st_mode & 0o170000 {
                 0o040000 => InodeKind::Directory(Directory {
@@ -373,7 +394,11 @@ impl Scanner<'_> {
                     path: child_rel.into_boxed_slice(),
                     size,
                 };
-                on_file(&file, dir_fd.as_fd(), &name)?;
+                let how = match opened {
+                    Some((fd, _)) => Opened::File(fd),
+                    None => Opened::At(dir_fd.as_fd(), &name),
+                };
+                on_file(&file, how)?;
                 self.files.push(file);
             }
             self.push_entry(dir_id, name, id, false);
@@ -392,28 +417,25 @@ impl Scanner<'_> {
         }
     }
 
-    /// Reads the xattrs of `path` (not following a final symlink).
-    fn read_xattrs(&mut self, path: &[u8]) -> io::Result<Xattrs> {
+    /// Reads the xattrs of a file (a path is not followed if it is a symlink).
+    fn read_xattrs(&mut self, source: XattrSource<'_>) -> io::Result<Xattrs> {
         let mut xattrs = Xattrs::new();
         if self.opts.skip_xattrs {
             return Ok(xattrs);
         }
-        let path = OsStr::from_bytes(path);
-        let names_len = loop {
-            let want = match rustix::fs::llistxattr_query(path) {
-                Ok(n) => n,
-                Err(rustix::io::Errno::NOTSUP) => return Ok(xattrs),
-                Err(e) => return Err(e.into()),
-            };
-            if want == 0 {
-                return Ok(xattrs);
+        // Buffers of the largest sizes Linux allows: one call each, no size query.
+        self.names.resize(XATTR_LIST_MAX, 0);
+        self.value.resize(XATTR_SIZE_MAX, 0);
+        let listed = match source {
+            XattrSource::Fd(fd) => rustix::fs::flistxattr(fd, &mut self.names[..]),
+            XattrSource::Path(p) => {
+                rustix::fs::llistxattr(OsStr::from_bytes(p), &mut self.names[..])
             }
-            self.names.resize(want.min(XATTR_LIST_MAX), 0);
-            match rustix::fs::llistxattr(path, &mut self.names[..]) {
-                Ok(n) => break n,
-                Err(rustix::io::Errno::RANGE) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        };
+        let names_len = match listed {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOTSUP) => return Ok(xattrs),
+            Err(e) => return Err(e.into()),
         };
         let names = std::mem::take(&mut self.names);
         for name in names[..names_len]
@@ -423,34 +445,49 @@ impl Scanner<'_> {
             if self.opts.user_xattrs_only && !name.starts_with(b"user.") {
                 continue;
             }
-            let cname = CStr::from_bytes_with_nul(&[name, b"\0"].concat())
-                .map_err(|_| io::Error::from(rustix::io::Errno::INVAL))?
-                .to_owned();
-            let len = loop {
-                let want = match rustix::fs::lgetxattr_query(path, &*cname) {
-                    Ok(n) => n,
-                    // Removed since it was listed.
-                    Err(rustix::io::Errno::NODATA) => break None,
-                    Err(e) => return Err(e.into()),
-                };
-                self.value.resize(want.min(XATTR_SIZE_MAX), 0);
-                match rustix::fs::lgetxattr(path, &*cname, &mut self.value[..]) {
-                    Ok(n) => break Some(n),
-                    Err(rustix::io::Errno::RANGE) => continue,
-                    Err(rustix::io::Errno::NODATA) => break None,
-                    Err(e) => return Err(e.into()),
+            let cname =
+                CString::new(name).map_err(|_| io::Error::from(rustix::io::Errno::INVAL))?;
+            let got = match source {
+                XattrSource::Fd(fd) => rustix::fs::fgetxattr(fd, &*cname, &mut self.value[..]),
+                XattrSource::Path(p) => {
+                    rustix::fs::lgetxattr(OsStr::from_bytes(p), &*cname, &mut self.value[..])
                 }
             };
-            if let Some(len) = len {
-                xattrs.push_unchecked(Xattr {
+            match got {
+                Ok(len) => xattrs.push_unchecked(Xattr {
                     name: name.into(),
                     value: self.value[..len].into(),
-                });
+                }),
+                // Removed since it was listed.
+                Err(rustix::io::Errno::NODATA) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         self.names = names;
         Ok(xattrs)
     }
+}
+
+/// Where to read xattrs from.
+#[derive(Clone, Copy)]
+enum XattrSource<'a> {
+    Fd(BorrowedFd<'a>),
+    Path(&'a [u8]),
+}
+
+/// Opens `name` in `dir` if it is (still) a regular file; `None` if it cannot
+/// be opened as one (the caller falls back to path-based calls, which report
+/// errors the way C does).
+fn open_regular(dir: &OwnedFd, name: &[u8]) -> Option<(OwnedFd, rustix::fs::Stat)> {
+    let fd = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    (st.st_mode & 0o170000 == 0o100000).then_some((fd, st))
 }
 
 fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {

@@ -302,3 +302,44 @@ fn overlapped_build_equals_scan_then_read() {
     assert!(matches!(err, BuildError::Scan(_)), "{err}");
     assert!(err.to_string().starts_with("error accessing "), "{err}");
 }
+
+#[test]
+fn contents_detect_a_changed_large_file() {
+    use crate::tree::{ContentError, ContentOptions, read_contents};
+    let tmp = sample_tree();
+    let big = tmp.path().join("sub/huge");
+    fs::write(&big, vec![5u8; 3 << 20]).unwrap();
+    let opts = ContentOptions {
+        algorithm: crate::verity::Algorithm::Sha256,
+        inline_max: 64,
+        threads: 2,
+        store: None,
+    };
+    // Shrunk and grown after the scan (the mapped and the read paths).
+    for new_len in [1 << 20, 4 << 20] {
+        let mut scan = scan_directory(tmp.path(), &ScanOptions::default()).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&big)
+            .unwrap()
+            .set_len(new_len)
+            .unwrap();
+        let err = read_contents(&mut scan, &opts).unwrap_err();
+        assert!(matches!(err, ContentError::Changed { .. }), "{err}");
+        assert!(err.to_string().contains("huge"), "{err}");
+        fs::write(&big, vec![5u8; 3 << 20]).unwrap();
+    }
+    let mut scan = scan_directory(tmp.path(), &ScanOptions::default()).unwrap();
+    read_contents(&mut scan, &opts).unwrap();
+    let id = scan.fs.lookup(b"/sub/huge").unwrap();
+    let InodeKind::Regular(RegularFile::External(ext)) = &scan.fs.inode(id).kind else {
+        panic!("not external");
+    };
+    assert_eq!(
+        ext.digest,
+        Some(crate::verity::digest_bytes(
+            crate::verity::Algorithm::Sha256,
+            &vec![5u8; 3 << 20]
+        ))
+    );
+}
