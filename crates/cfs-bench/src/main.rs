@@ -10,6 +10,7 @@
 //! to [`BENCHMARKS`].
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod mkcomposefs;
 mod report;
 mod verity;
 mod verity_tree;
@@ -37,6 +38,12 @@ const BENCHMARKS: &[Benchmark] = &[
         about: "fs-verity digests of every file of a directory tree (default /usr)",
         usage: verity_tree::USAGE,
         run: verity_tree::run,
+    },
+    Benchmark {
+        name: "mkcomposefs",
+        about: "mkcomposefs --from-file and directory mode on /usr: time, peak RSS, SHA-256 bound",
+        usage: mkcomposefs::USAGE,
+        run: mkcomposefs::run,
     },
 ];
 

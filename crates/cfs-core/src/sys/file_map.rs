@@ -120,7 +120,7 @@ fn install() -> bool {
     INSTALLED.load(Ordering::Acquire)
 }
 
-/// A read-only shared mapping of a whole file.
+/// A read-only shared mapping of part of a file.
 #[derive(Debug)]
 pub(crate) struct FileMap {
     addr: *mut c_void,
@@ -135,12 +135,17 @@ unsafe impl Send for FileMap {}
 unsafe impl Sync for FileMap {}
 
 impl FileMap {
-    /// Maps the first `len` bytes (> 0) of `file`. Fails with `WouldBlock` when
-    /// the guard is unavailable or every slot is in use: callers then read.
-    pub(crate) fn new(file: &File, len: usize) -> io::Result<FileMap> {
+    /// Maps `len` bytes (> 0) of `file` from `offset` (a multiple of the page
+    /// size). Fails with `WouldBlock` when the guard is unavailable or every
+    /// slot is in use: callers then read instead.
+    pub(crate) fn new(file: &File, offset: u64, len: usize) -> io::Result<FileMap> {
         if len == 0 || !install() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        let offset = libc::off_t::try_from(offset)
+            .ok()
+            .filter(|o| *o as usize % PAGE_SIZE.load(Ordering::Relaxed) == 0)
+            .ok_or(io::ErrorKind::InvalidInput)?;
         let slot = TABLE
             .iter()
             .position(|s| {
@@ -158,7 +163,7 @@ impl FileMap {
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
-                0,
+                offset,
             )
         };
         if addr == libc::MAP_FAILED {
@@ -223,10 +228,13 @@ mod tests {
         let mut f = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         f.write_all(&data).unwrap();
-        let m = FileMap::new(&f, data.len()).unwrap();
+        let m = FileMap::new(&f, 0, data.len()).unwrap();
+        let w = FileMap::new(&f, 8192, 4096).unwrap();
+        assert_eq!(w.bytes(), &data[8192..12288]);
+        assert!(FileMap::new(&f, 100, 4096).is_err());
         assert_eq!(m.bytes(), &data[..]);
         assert!(!m.truncated());
-        assert!(FileMap::new(&f, 0).is_err());
+        assert!(FileMap::new(&f, 0, 0).is_err());
     }
 
     #[test]
@@ -234,7 +242,7 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&vec![0xaa_u8; 64 * 4096]).unwrap();
-        let m = FileMap::new(&f, 64 * 4096).unwrap();
+        let m = FileMap::new(&f, 0, 64 * 4096).unwrap();
         f.set_len(4096).unwrap();
         let bytes = m.bytes();
         // The first page is still there; the rest faults and reads zeros.
@@ -249,7 +257,7 @@ mod tests {
         let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[1u8; 8192]).unwrap();
-        let maps: Vec<_> = (0..SLOTS + 4).map(|_| FileMap::new(&f, 8192)).collect();
+        let maps: Vec<_> = (0..SLOTS + 4).map(|_| FileMap::new(&f, 0, 8192)).collect();
         // Other tests may hold a few slots meanwhile; the surplus must fail
         // cleanly with WouldBlock.
         let ok = maps.iter().filter(|m| m.is_ok()).count();
@@ -260,6 +268,6 @@ mod tests {
                 .all(|e| e.kind() == io::ErrorKind::WouldBlock)
         );
         drop(maps);
-        assert!(FileMap::new(&f, 8192).is_ok());
+        assert!(FileMap::new(&f, 0, 8192).is_ok());
     }
 }

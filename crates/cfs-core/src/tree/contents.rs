@@ -37,6 +37,8 @@ use crate::verity::{Algorithm, Digest, FsVerityHasher, default_threads, enable_v
 const READ_BUFFER: usize = 1 << 20;
 /// Files at least this large are hashed through a memory map.
 const MAP_THRESHOLD: u64 = 1 << 20;
+/// Bytes mapped at a time (a multiple of the page size).
+const MAP_WINDOW: usize = 16 << 20;
 /// Files queued between the scanner and the workers (each holds a descriptor).
 const QUEUE_DEPTH: usize = 256;
 
@@ -336,23 +338,30 @@ fn process(
 }
 
 /// The fs-verity digest of a job's file, or `None` if its size is no longer
-/// the scanned one. Large files are hashed straight from a mapping of the page
-/// cache (no copy); small ones, or when mapping is unavailable, through `pread`.
+/// the scanned one. Large files are hashed straight from the page cache
+/// through a sliding mapping (no copy; at most [`MAP_WINDOW`] bytes mapped at a
+/// time, so resident memory stays small); small ones, or when mapping is
+/// unavailable, through `pread`.
 fn hash_file(job: &Job, alg: Algorithm, buf: &mut [u8]) -> io::Result<Option<Digest>> {
     let mut hasher = FsVerityHasher::new(alg);
+    let mut offset = 0u64;
     if job.size >= MAP_THRESHOLD {
-        if let Ok(len) = usize::try_from(job.size) {
-            if let Ok(map) = FileMap::new(&job.file, len) {
-                hasher.update(map.bytes());
-                let now = job.file.metadata()?.len();
-                if map.truncated() || now != job.size {
-                    return Ok(None);
-                }
-                return Ok(Some(hasher.finalize()));
+        while offset < job.size {
+            let len = (job.size - offset).min(MAP_WINDOW as u64) as usize;
+            let Ok(map) = FileMap::new(&job.file, offset, len) else {
+                break; // fall back to reading from here on
+            };
+            hasher.update(map.bytes());
+            if map.truncated() {
+                return Ok(None);
             }
+            offset += len as u64;
+        }
+        if offset == job.size {
+            // Any change of size during the mapping shows here or as `truncated`.
+            return Ok((job.file.metadata()?.len() == job.size).then(|| hasher.finalize()));
         }
     }
-    let mut offset = 0u64;
     loop {
         let n = read_at(&job.file, buf, offset)?;
         if n == 0 {

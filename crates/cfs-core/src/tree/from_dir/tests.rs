@@ -343,3 +343,30 @@ fn contents_detect_a_changed_large_file() {
         ))
     );
 }
+
+#[test]
+fn contents_of_files_spanning_several_map_windows() {
+    use crate::tree::{ContentOptions, read_contents};
+    use crate::verity::{Algorithm, digest_bytes};
+    let tmp = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..(40u32 << 20) + 12345)
+        .map(|i| (i * 31 % 253) as u8)
+        .collect();
+    fs::write(tmp.path().join("big"), &data).unwrap();
+    let mut scan = scan_directory(tmp.path(), &ScanOptions::default()).unwrap();
+    read_contents(
+        &mut scan,
+        &ContentOptions {
+            algorithm: Algorithm::Sha512,
+            inline_max: 64,
+            threads: 2,
+            store: None,
+        },
+    )
+    .unwrap();
+    let id = scan.fs.lookup(b"/big").unwrap();
+    let InodeKind::Regular(RegularFile::External(ext)) = &scan.fs.inode(id).kind else {
+        panic!("not external");
+    };
+    assert_eq!(ext.digest, Some(digest_bytes(Algorithm::Sha512, &data)));
+}
