@@ -70,7 +70,8 @@ pub struct FileRef {
 pub struct ScannedTree {
     /// The tree; regular files of size > 0 are `External` without payload.
     pub fs: FileSystem,
-    /// Every regular file of size > 0, in depth-first name order.
+    /// Every regular file of size > 0, in scan order (directories are read in
+    /// depth-first name order, each directory's files in name order).
     pub files: Vec<FileRef>,
     /// The source directory, for opening files relative to it.
     pub root: OwnedFd,
@@ -200,20 +201,9 @@ pub(crate) fn scan_directory_with<E: From<ScanError>>(
     if opts.detect_hardlinks {
         fs.normalize_hardlink_primaries();
     }
-    // Files in depth-first name order (the scan order is per directory).
-    let mut order = HashMap::with_capacity(scanner.files.len());
-    let mut n = 0usize;
-    fs.walk(|_, e| {
-        if !e.alias {
-            order.insert(e.inode, n);
-            n += 1;
-        }
-    });
-    let mut files = scanner.files;
-    files.sort_by_key(|f| order.get(&f.inode).copied().unwrap_or(usize::MAX));
     Ok(ScannedTree {
         fs,
-        files,
+        files: scanner.files,
         root: root_fd,
         root_path: root.to_path_buf(),
     })
@@ -479,12 +469,15 @@ enum XattrSource<'a> {
 /// be opened as one (the caller falls back to path-based calls, which report
 /// errors the way C does).
 fn open_regular(dir: &OwnedFd, name: &[u8]) -> Option<(OwnedFd, rustix::fs::Stat)> {
-    let fd = rustix::fs::openat(
-        dir,
-        OsStr::from_bytes(name),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let name = OsStr::from_bytes(name);
+    // Reading must not change the source: no access-time updates (and no
+    // journal writes for them) where we may ask for that (owner or root).
+    let fd = match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+        r => r,
+    }
     .ok()?;
     let st = rustix::fs::fstat(&fd).ok()?;
     (st.st_mode & 0o170000 == 0o100000).then_some((fd, st))
