@@ -365,9 +365,13 @@ fn read_dump(source: &Path) -> Result<FileSystem, Fatal> {
             source.display().to_string(),
         )
     };
-    result.map_err(|e| match e.line() {
-        Some(line) => Fatal::new(format!("{} ({name}, line {line})", e.c_message())),
-        None => Fatal::new(e.c_message()),
+    result.map_err(|e| match (e.line(), e.field()) {
+        (Some(line), Some(field)) => Fatal::new(format!(
+            "{} ({name}, line {line}, field {field})",
+            e.c_message()
+        )),
+        (Some(line), None) => Fatal::new(format!("{} ({name}, line {line})", e.c_message())),
+        _ => Fatal::new(e.c_message()),
     })
 }
 

@@ -122,7 +122,10 @@ fn failed_run_keeps_the_old_image() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr).trim_end(),
-        format!("mkcomposefs: Invalid mode 644 ({}, line 2)", bad.display())
+        format!(
+            "mkcomposefs: Invalid mode 644 ({}, line 2, field MODE)",
+            bad.display()
+        )
     );
     assert_eq!(
         sha256_file(&out),

@@ -11,10 +11,12 @@
 
 use std::collections::HashMap;
 
+use super::error::{InField, Tagged};
 use super::escape::{c_str, unescape, unescape_optional};
 use super::number::{parse_digest_lenient, parse_mtime, parse_u64};
 use super::{
-    MAX_INLINE_CONTENT, MAX_XATTR_NAME, MAX_XATTR_TEXT, PATH_MAX, ParseErrorKind, XATTR_BUDGET,
+    Field, MAX_INLINE_CONTENT, MAX_XATTR_NAME, MAX_XATTR_TEXT, PATH_MAX, ParseErrorKind,
+    XATTR_BUDGET,
 };
 use crate::tree::{
     DirEntry, Directory, ExternalFile, FileSystem, FileType, Inode, InodeId, InodeKind,
@@ -309,19 +311,22 @@ impl XattrSet {
         text: &[u8],
         key_buf: &mut Vec<u8>,
         value_buf: &mut Vec<u8>,
-    ) -> Result<Xattrs, ParseErrorKind> {
+    ) -> Result<Xattrs, Tagged> {
         let mut set = XattrSet::default();
         let mut rest = text;
+        let mut n = 0;
         while !rest.is_empty() {
             let (field, tail) = split_c(rest, b' ');
             rest = tail;
+            n += 1;
+            let at = Field::Xattr(n);
             let Some(eq) = find_byte(field, b'=') else {
-                return Err(ParseErrorKind::MissingXattrEquals);
+                return Err(Tagged(Some(at), ParseErrorKind::MissingXattrEquals));
             };
             let (key, eq_value) = field.split_at(eq);
-            let key = c_str(unescape(key, key_buf)?);
-            let value = unescape(eq_value.get(1..).unwrap_or_default(), value_buf)?;
-            set.set(key, value)?;
+            let key = c_str(unescape(key, key_buf).in_field(at)?);
+            let value = unescape(eq_value.get(1..).unwrap_or_default(), value_buf).in_field(at)?;
+            set.set(key, value).in_field(at)?;
         }
         Ok(set.list.into_iter().collect())
     }
@@ -350,16 +355,23 @@ impl Builder {
     }
 
     /// Parses one line (without its `\n`) into the tree (C `tree_from_dump_line`).
-    pub(super) fn add_line(&mut self, line: &[u8], lineno: u64) -> Result<(), ParseErrorKind> {
+    pub(super) fn add_line(&mut self, line: &[u8], lineno: u64) -> Result<(), Tagged> {
         // `contains` on bytes is a vectorised memchr; find the offset only on error.
         if line.contains(&0) {
             let position = line.iter().position(|&b| b == 0).unwrap_or_default();
-            return Err(ParseErrorKind::EmbeddedNul { position });
+            let field = line
+                .get(..position)
+                .map_or(0, |b| b.iter().filter(|&&c| c == b' ').count());
+            return Err(Tagged(
+                Some(Field::from_index(field)),
+                ParseErrorKind::EmbeddedNul { position },
+            ));
         }
         if self.entries() >= self.max_entries {
             return Err(ParseErrorKind::TooManyEntries {
                 max: self.max_entries,
-            });
+            }
+            .into());
         }
         let f = split_fields(line);
         let [
@@ -376,23 +388,27 @@ impl Builder {
             digest,
         ] = f.fixed;
         let s = &mut self.scratch;
-        let path = c_str(unescape(path, &mut s.path)?);
+        let path = c_str(unescape(path, &mut s.path).in_field(Field::Path)?);
         if path.is_empty() {
-            return Err(ParseErrorKind::EmptyPath);
+            return Err(Tagged(Some(Field::Path), ParseErrorKind::EmptyPath));
         }
         let (hardlink, mode) = match mode.split_first() {
             Some((b'@', rest)) => (true, rest),
             _ => (false, mode),
         };
-        let mode = parse_u64(mode, 8)? as u32;
-        let ftype = FileType::from_mode(mode).ok_or(ParseErrorKind::InvalidMode { mode })?;
-        let place = self.tree.place(path, ftype)?;
+        let mode = parse_u64(mode, 8).in_field(Field::Mode)? as u32;
+        let ftype = FileType::from_mode(mode)
+            .ok_or(ParseErrorKind::InvalidMode { mode })
+            .in_field(Field::Mode)?;
+        let place = self.tree.place(path, ftype).in_field(Field::Path)?;
 
         if hardlink {
             if ftype == FileType::Directory {
-                return Err(ParseErrorKind::DirectoryHardlink);
+                return Err(Tagged(Some(Field::Mode), ParseErrorKind::DirectoryHardlink));
             }
-            let target = unescape_optional(payload, &mut s.payload)?.map(|t| c_str(t).into());
+            let target = unescape_optional(payload, &mut s.payload)
+                .in_field(Field::Payload)?
+                .map(|t| c_str(t).into());
             if let Place::Child { parent, name } = place {
                 let id = LINK_FLAG | self.tree.links.len() as u32;
                 self.tree.links.push(PendingLink {
@@ -404,66 +420,80 @@ impl Builder {
             return Ok(());
         }
 
-        let size = parse_u64(size, 10)?;
-        let nlink = parse_u64(nlink, 10)?;
-        let uid = parse_u64(uid, 10)?;
+        let size = parse_u64(size, 10).in_field(Field::Size)?;
+        let nlink = parse_u64(nlink, 10).in_field(Field::Nlink)?;
+        let uid = parse_u64(uid, 10).in_field(Field::Uid)?;
         // C checks the UID's result for these two, so their errors only count
         // when the UID is 0.
         let gid = match parse_u64(gid, 10) {
-            Err(e) if uid == 0 => return Err(e),
+            Err(e) if uid == 0 => return Err(Tagged(Some(Field::Gid), e)),
             r => r.unwrap_or(0),
         };
         let rdev = match parse_u64(rdev, 10) {
-            Err(e) if uid == 0 => return Err(e),
+            Err(e) if uid == 0 => return Err(Tagged(Some(Field::Rdev), e)),
             r => r.unwrap_or(0),
         };
-        let mtime = parse_mtime(mtime)?;
-        let payload = unescape_optional(payload, &mut s.payload)?.map(c_str);
-        let content = unescape_optional(content, &mut s.content)?;
+        let mtime = parse_mtime(mtime).in_field(Field::Mtime)?;
+        let payload = unescape_optional(payload, &mut s.payload)
+            .in_field(Field::Payload)?
+            .map(c_str);
+        let content = unescape_optional(content, &mut s.content).in_field(Field::Content)?;
+        let fail = |field, kind| Err(Tagged(Some(field), kind));
         if let Some(c) = content
             && c.len() as u64 != size
         {
-            return Err(ParseErrorKind::ContentSizeMismatch {
-                content: c.len() as i64,
-                size: size as i64,
-            });
+            return fail(
+                Field::Content,
+                ParseErrorKind::ContentSizeMismatch {
+                    content: c.len() as i64,
+                    size: size as i64,
+                },
+            );
         }
-        let digest = unescape_optional(digest, &mut s.digest)?.map(c_str);
+        let digest = unescape_optional(digest, &mut s.digest)
+            .in_field(Field::Digest)?
+            .map(c_str);
         let is_device = matches!(ftype, FileType::CharDevice | FileType::BlockDevice);
         if !is_device && self.strict && rdev != 0 {
-            return Err(ParseErrorKind::DevnumOnNonDevice);
+            return fail(Field::Rdev, ParseErrorKind::DevnumOnNonDevice);
         }
         if ftype == FileType::Symlink {
             let target = payload.unwrap_or_default();
             if target.is_empty() || target.len() >= PATH_MAX {
-                return Err(ParseErrorKind::InvalidSymlink);
+                return fail(Field::Payload, ParseErrorKind::InvalidSymlink);
             }
             if self.strict {
                 if size != target.len() as u64 {
-                    return Err(ParseErrorKind::SymlinkSizeMismatch {
-                        target: target.len() as i64,
-                        size: size as i64,
-                    });
+                    return fail(
+                        Field::Size,
+                        ParseErrorKind::SymlinkSizeMismatch {
+                            target: target.len() as i64,
+                            size: size as i64,
+                        },
+                    );
                 }
                 if content.is_some_and(|c| !c.is_empty()) {
-                    return Err(ParseErrorKind::SymlinkContent);
+                    return fail(Field::Content, ParseErrorKind::SymlinkContent);
                 }
             }
         } else {
             if payload.is_some_and(|p| p.len() >= PATH_MAX) {
-                return Err(ParseErrorKind::InvalidPayload);
+                return fail(Field::Payload, ParseErrorKind::InvalidPayload);
             }
             if let Some(c) = content
                 && c.len() > MAX_INLINE_CONTENT
             {
-                return Err(ParseErrorKind::InlineTooLarge {
-                    size: c.len() as i64,
-                    max: MAX_INLINE_CONTENT as i64,
-                });
+                return fail(
+                    Field::Content,
+                    ParseErrorKind::InlineTooLarge {
+                        size: c.len() as i64,
+                        max: MAX_INLINE_CONTENT as i64,
+                    },
+                );
             }
         }
         if f.rest.len() > MAX_XATTR_TEXT {
-            return Err(ParseErrorKind::TooManyXattrs);
+            return fail(Field::Xattr(1), ParseErrorKind::TooManyXattrs);
         }
         let xattrs = XattrSet::parse(f.rest, &mut s.key, &mut s.value)?;
 

@@ -196,23 +196,132 @@ impl ParseErrorKind {
     }
 }
 
-/// A composefs-dump parse error: the kind (C's message) and, where one
-/// applies, the 1-based line number.
+/// A field of a dump line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// PATH
+    Path,
+    /// SIZE
+    Size,
+    /// MODE
+    Mode,
+    /// NLINK
+    Nlink,
+    /// UID
+    Uid,
+    /// GID
+    Gid,
+    /// RDEV
+    Rdev,
+    /// MTIME
+    Mtime,
+    /// PAYLOAD
+    Payload,
+    /// CONTENT
+    Content,
+    /// DIGEST
+    Digest,
+    /// The n-th (1-based) `KEY=VALUE` field after the fixed ones.
+    Xattr(usize),
+}
+
+impl Field {
+    /// The field at 0-based position `index` of a line.
+    pub fn from_index(index: usize) -> Field {
+        const FIXED: [Field; 11] = [
+            Field::Path,
+            Field::Size,
+            Field::Mode,
+            Field::Nlink,
+            Field::Uid,
+            Field::Gid,
+            Field::Rdev,
+            Field::Mtime,
+            Field::Payload,
+            Field::Content,
+            Field::Digest,
+        ];
+        FIXED
+            .get(index)
+            .copied()
+            .unwrap_or_else(|| Field::Xattr(index - 10))
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Field::Path => "PATH",
+            Field::Size => "SIZE",
+            Field::Mode => "MODE",
+            Field::Nlink => "NLINK",
+            Field::Uid => "UID",
+            Field::Gid => "GID",
+            Field::Rdev => "RDEV",
+            Field::Mtime => "MTIME",
+            Field::Payload => "PAYLOAD",
+            Field::Content => "CONTENT",
+            Field::Digest => "DIGEST",
+            Field::Xattr(n) => return write!(f, "xattr {n}"),
+        };
+        f.write_str(name)
+    }
+}
+
+/// A kind tagged with the field it is about (inside the parser).
+#[derive(Debug)]
+pub(super) struct Tagged(pub(super) Option<Field>, pub(super) ParseErrorKind);
+
+impl From<ParseErrorKind> for Tagged {
+    fn from(kind: ParseErrorKind) -> Self {
+        Tagged(None, kind)
+    }
+}
+
+/// Tags the error of a field's parse with that field.
+pub(super) trait InField<T> {
+    fn in_field(self, field: Field) -> Result<T, Tagged>;
+}
+
+impl<T> InField<T> for Result<T, ParseErrorKind> {
+    fn in_field(self, field: Field) -> Result<T, Tagged> {
+        self.map_err(|kind| Tagged(Some(field), kind))
+    }
+}
+
+/// A composefs-dump parse error: the kind (C's message) and, where they
+/// apply, the 1-based line number and the field.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ParseError {
     line: Option<u64>,
+    field: Option<Field>,
     kind: ParseErrorKind,
 }
 
 impl ParseError {
     pub(super) fn new(line: Option<u64>, kind: ParseErrorKind) -> Self {
-        ParseError { line, kind }
+        ParseError {
+            line,
+            field: None,
+            kind,
+        }
+    }
+
+    pub(super) fn with_field(mut self, field: Option<Field>) -> Self {
+        self.field = field;
+        self
     }
 
     /// The 1-based line the error is about, if any.
     pub fn line(&self) -> Option<u64> {
         self.line
+    }
+
+    /// The field of that line the error is about, if it is about one.
+    pub fn field(&self) -> Option<Field> {
+        self.field
     }
 
     /// What went wrong.
@@ -234,9 +343,10 @@ impl ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}", self.kind),
-            None => fmt::Display::fmt(&self.kind, f),
+        match (self.line, self.field) {
+            (Some(line), Some(field)) => write!(f, "line {line}, field {field}: {}", self.kind),
+            (Some(line), None) => write!(f, "line {line}: {}", self.kind),
+            _ => fmt::Display::fmt(&self.kind, f),
         }
     }
 }

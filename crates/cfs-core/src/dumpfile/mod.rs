@@ -133,7 +133,7 @@ mod print;
 #[cfg(test)]
 mod tests;
 
-pub use error::{ParseError, ParseErrorKind};
+pub use error::{Field, ParseError, ParseErrorKind};
 pub use parse::{MAX_ENTRIES, MAX_LINE_LEN, ParseOptions, parse_dumpfile};
 pub use print::{object_paths, write_dumpfile, write_ls, write_objects};
 

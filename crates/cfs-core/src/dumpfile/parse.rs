@@ -4,7 +4,8 @@
 use std::io::{BufRead, Read};
 
 use super::build::{Builder, LINK_FLAG};
-use super::{ParseError, ParseErrorKind};
+use super::error::Tagged;
+use super::{Field, ParseError, ParseErrorKind};
 use crate::tree::FileSystem;
 
 /// Longest accepted line in bytes, without its `\n`. C has no limit; real
@@ -79,9 +80,13 @@ pub(super) fn parse_with_limits<R: BufRead>(
             // The input ended without a newline.
             return Err(at(ParseErrorKind::MissingTrailingNewline));
         }
-        builder.add_line(&line, lineno).map_err(at)?;
+        builder
+            .add_line(&line, lineno)
+            .map_err(|Tagged(field, kind)| at(kind).with_field(field))?;
     }
-    builder
-        .finish()
-        .map_err(|(line, kind)| ParseError::new(line, kind))
+    builder.finish().map_err(|(line, kind)| {
+        // Hard-link resolution errors are about the `@` line's PAYLOAD.
+        let field = line.is_some().then_some(Field::Payload);
+        ParseError::new(line, kind).with_field(field)
+    })
 }

@@ -725,8 +725,9 @@ fn error_display_and_bytes() {
     );
     assert_eq!(
         e.to_string(),
-        "line 2: Parent directory missing for /a\u{fffd}/b"
+        "line 2, field PATH: Parent directory missing for /a\u{fffd}/b"
     );
+    assert_eq!(e.field(), Some(Field::Path));
     let text = bytes(&[ROOT.as_bytes(), b"/a 0 100644 1 0 0 0 0.0 \\\xfe - -\n"]);
     let e = parse_opts(&text, false).unwrap_err();
     assert_eq!(e.c_message_bytes(), b"Unsupported escape type \xfe");
@@ -746,4 +747,44 @@ fn from_env_tests_presence_only() {
         ParseOptions::from_env().strict,
         std::env::var_os("CFS_PARSE_STRICT").is_some()
     );
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases: &[(&str, Field)] = &[
+        ("/a x 100644 1 0 0 0 0.0 - - -", Field::Size),
+        ("/a 0 644 1 0 0 0 0.0 - - -", Field::Mode),
+        ("/a 0 100644 y 0 0 0 0.0 - - -", Field::Nlink),
+        ("/a 0 100644 1 z 0 0 0.0 - - -", Field::Uid),
+        ("/a 0 100644 1 0 g 0 0.0 - - -", Field::Gid),
+        ("/a 0 100644 1 0 0 r 0.0 - - -", Field::Rdev),
+        ("/a 0 100644 1 0 0 0 0 - - -", Field::Mtime),
+        ("/a 0 100644 1 0 0 0 0.0 \\q - -", Field::Payload),
+        ("/a 3 100644 1 0 0 0 0.0 - ab -", Field::Content),
+        ("/a 0 100644 1 0 0 0 0.0 - - \\q", Field::Digest),
+        (
+            "/a 0 100644 1 0 0 0 0.0 - - - user.a=1 nokey",
+            Field::Xattr(2),
+        ),
+        ("/a\\q 0 100644 1 0 0 0 0.0 - - -", Field::Path),
+        ("/l 0 120777 1 0 0 0 0.0 - - -", Field::Payload),
+    ];
+    for (line, field) in cases {
+        let text = format!("{ROOT}{line}\n");
+        let e = parse_opts(text.as_bytes(), false).unwrap_err();
+        assert_eq!(e.line(), Some(2), "{line}");
+        assert_eq!(e.field(), Some(*field), "{line}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("line 2, field {field}: ")),
+            "{e}"
+        );
+    }
+    // A raw NUL names the field it is in.
+    let e = parse_opts(b"/ 4096 40755 2 0 0 0 0.0 - - - user.a=\0\n", false).unwrap_err();
+    assert_eq!(e.field(), Some(Field::Xattr(1)));
+    // A dangling hard link names its PAYLOAD on the @ line.
+    let text = format!("{ROOT}/b 0 @100644 1 0 0 0 0.0 /nope - -\n");
+    let e = parse_opts(text.as_bytes(), false).unwrap_err();
+    assert_eq!((e.line(), e.field()), (Some(2), Some(Field::Payload)));
 }
