@@ -241,3 +241,80 @@ fn measure_file_matches_fsverity_tool() {
         .expect("the fsverity tool (Debian package fsverity) is needed");
     assert_eq!(ours, String::from_utf8(oracle.stdout).unwrap());
 }
+
+#[test]
+fn digest_store_survives_being_killed() {
+    use cfs_core::verity::{Algorithm, Digest, digest_bytes};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..120u32 {
+        let data: Vec<u8> = (0..(64 << 10) + i * 4099)
+            .map(|j| (j ^ i.wrapping_mul(2654435761)) as u8)
+            .collect();
+        std::fs::write(src.join(format!("f{i:03}")), data).unwrap();
+    }
+    let mut killed = 0;
+    for (round, delay_ms) in [1u64, 3, 7, 15, 30, 60].into_iter().enumerate() {
+        let store = tmp.path().join(format!("store{round}"));
+        let mut child = tool("mkcomposefs")
+            .arg(format!("--digest-store={}", store.display()))
+            .arg("--threads=2")
+            .arg(&src)
+            .arg(tmp.path().join("img.cfs"))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // Whatever was published is complete and named by its digest; nothing else is there.
+        let Ok(subdirs) = std::fs::read_dir(&store) else {
+            continue;
+        };
+        for sub in subdirs {
+            let sub = sub.unwrap();
+            for obj in std::fs::read_dir(sub.path()).unwrap() {
+                let obj = obj.unwrap();
+                let name = format!(
+                    "{}/{}",
+                    sub.file_name().to_string_lossy(),
+                    obj.file_name().to_string_lossy()
+                );
+                let digest = Digest::from_object_path(&name)
+                    .unwrap_or_else(|_| panic!("stray file {name} in the store"));
+                let content = std::fs::read(obj.path()).unwrap();
+                assert_eq!(digest_bytes(Algorithm::Sha256, &content), digest, "{name}");
+            }
+        }
+    }
+    assert!(
+        killed > 0,
+        "no run was interrupted; the test did not test anything"
+    );
+}
+
+#[test]
+fn sha512_images_through_composefs_info() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hex = "0123456789abcdef".repeat(8);
+    let payload = format!("{}/{}", &hex[..2], &hex[2..]);
+    let dump = format!(
+        "/ 4096 40755 2 0 0 0 0.0 - - -\n/big 100000 100644 1 0 0 0 0.0 {payload} - {hex}\n"
+    );
+    let input = tmp.path().join("in.dump");
+    std::fs::write(&input, &dump).unwrap();
+    let image = tmp.path().join("sha512.cfs");
+    let o = run(tool("mkcomposefs")
+        .arg("--from-file")
+        .arg(&input)
+        .arg(&image));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(tool("composefs-info").arg("dump").arg(&image));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), dump);
+    let o = run(tool("composefs-info").arg("objects").arg(&image));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), format!("{payload}\n"));
+}
