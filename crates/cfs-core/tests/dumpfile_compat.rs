@@ -10,36 +10,13 @@ use cfs_core::dumpfile::{
 };
 use cfs_core::tree::FileSystem;
 
+#[path = "../../../tests/fixtures/corpus.rs"]
+mod corpus;
+
+use corpus::manifest;
+
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/compat")
-}
-
-struct Row {
-    case: String,
-    kind: String,
-    variant: String,
-    exit_code: i32,
-}
-
-fn manifest() -> Vec<Row> {
-    let text = fs::read_to_string(corpus().join("manifest.tsv")).expect("manifest.tsv");
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
-    let (c_case, c_kind, c_var, c_exit) =
-        (col("case"), col("kind"), col("variant"), col("exit_code"));
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            Row {
-                case: f[c_case].to_owned(),
-                kind: f[c_kind].to_owned(),
-                variant: f[c_var].to_owned(),
-                exit_code: f[c_exit].parse().expect("exit code"),
-            }
-        })
-        .collect()
+    corpus::dir()
 }
 
 fn read(name: &str) -> Vec<u8> {

@@ -40,8 +40,11 @@ fn write(fs: &FileSystem, min_version: u32, max_version: u32) -> Vec<u8> {
     out
 }
 
+#[path = "../../../tests/fixtures/corpus.rs"]
+mod corpus;
+
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/compat")
+    corpus::dir()
 }
 
 /// Reads a corpus file. The corpus stores identical outputs as relative
@@ -346,38 +349,15 @@ fn random_bytes_never_panic() {
     }
 }
 
-/// One row of `manifest.tsv`.
-struct Row {
-    case: String,
-    kind: String,
-    variant: String,
-    sha256: String,
-    version: u32,
-}
-
 /// The manifest rows of successful `mkcomposefs` runs.
-fn manifest() -> Vec<Row> {
-    let text = String::from_utf8(fixture("manifest.tsv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|line| line.split('\t').collect::<Vec<_>>())
-        .filter(|f| f[7] == "0")
-        .map(|f| Row {
-            case: f[0].into(),
-            kind: f[1].into(),
-            variant: f[2].into(),
-            sha256: f[3].into(),
-            version: f[6].parse().unwrap(),
-        })
+fn manifest() -> Vec<corpus::Row> {
+    corpus::manifest()
+        .into_iter()
+        .filter(|r| r.exit_code == 0)
         .collect()
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use corpus::sha256_hex;
 
 /// The sequence of (path, is-alias) of a tree in depth-first name order.
 fn names(fs: &FileSystem) -> Vec<(Vec<u8>, bool)> {
@@ -452,9 +432,10 @@ fn corpus_round_trips_through_writer_and_reader() {
             strict: row.variant == "strict",
         };
         let parsed = parse_dumpfile(&input[..], &opts).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let version = row.version.expect("successful rows have a version");
         let (min, max) = match (row.kind.as_str(), row.variant.as_str()) {
             ("fromfile", "minv1") => (1, 1),
-            ("dir", _) => (row.version, row.version),
+            ("dir", _) => (version, version),
             _ => (0, 1),
         };
         let image = write(&parsed, min, max);
@@ -466,7 +447,7 @@ fn corpus_round_trips_through_writer_and_reader() {
 
         let (fs, info) =
             read_image(&image, &ReadOptions::default()).unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(info.composefs_version, row.version, "{id}");
+        assert_eq!(info.composefs_version, version, "{id}");
         fs.validate().unwrap_or_else(|e| panic!("{id}: {e}"));
         let printed = print(&fs);
         for (ext, ours) in ["dump", "ls", "objects"].iter().zip(&printed) {
@@ -474,7 +455,7 @@ fn corpus_round_trips_through_writer_and_reader() {
             assert_same(&format!("{id}.{ext}"), ours, &c);
         }
 
-        let again = write(&fs, row.version, row.version);
+        let again = write(&fs, version, version);
         if names(&parsed) == names(&fs) && !has_uncarried_xattrs(&parsed) {
             assert!(again == image, "{id}: re-written image differs");
             byte_exact += 1;
@@ -495,7 +476,7 @@ fn corpus_round_trips_through_writer_and_reader() {
                 "{id}: objects changed after re-writing"
             );
             assert!(
-                write(&fs2, row.version, row.version) == again,
+                write(&fs2, version, version) == again,
                 "{id}: no fixed point"
             );
             owner_moved += 1;

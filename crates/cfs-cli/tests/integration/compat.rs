@@ -23,13 +23,13 @@ fn check_image(row: &Row, image: &Path, stdout: &[u8], problems: &mut Vec<String
         ));
     }
     let bytes = std::fs::read(image).unwrap();
-    if bytes.len().to_string() != row.size {
-        problems.push(format!("size {}, expected {}", bytes.len(), row.size));
+    if Some(bytes.len() as u64) != row.size {
+        problems.push(format!("size {}, expected {:?}", bytes.len(), row.size));
     }
     let version = u32::from_le_bytes(bytes[12..16].try_into().unwrap());
-    if version.to_string() != row.version {
+    if Some(version) != row.version {
         problems.push(format!(
-            "composefs_version {version}, expected {}",
+            "composefs_version {version}, expected {:?}",
             row.version
         ));
     }

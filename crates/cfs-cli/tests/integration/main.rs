@@ -1,6 +1,9 @@
 //! CLI and kernel-level integration tests, one binary with submodules.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+#[path = "../../../../tests/fixtures/corpus.rs"]
+mod corpus;
+
 mod cli;
 mod compat;
 mod mount;

@@ -12,9 +12,11 @@ use cfs_core::dumpfile::{ParseOptions, parse_dumpfile};
 use cfs_core::tree::{FileSystem, InodeId, InodeKind, RegularFile};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
+pub(crate) use crate::corpus::{Row, manifest};
+
 /// The corpus directory (a copy of the shared compat corpus).
 pub(crate) fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/compat")
+    crate::corpus::dir()
 }
 
 /// A directory with `mkcomposefs` and `composefs-info` symlinks to `cfsctl`.
@@ -43,47 +45,9 @@ pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("failed to run the binary")
 }
 
-/// One row of `manifest.tsv`.
-#[derive(Debug, Clone)]
-pub(crate) struct Row {
-    pub(crate) case: String,
-    pub(crate) kind: String,
-    pub(crate) variant: String,
-    pub sha256: String,
-    pub(crate) digest: String,
-    pub(crate) size: String,
-    pub(crate) version: String,
-    pub(crate) exit_code: i32,
-}
-
-/// All rows of the manifest.
-pub(crate) fn manifest() -> Vec<Row> {
-    let text = std::fs::read_to_string(corpus().join("manifest.tsv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 8, "bad manifest line {l:?}");
-            Row {
-                case: f[0].into(),
-                kind: f[1].into(),
-                variant: f[2].into(),
-                sha256: f[3].into(),
-                digest: f[4].into(),
-                size: f[5].into(),
-                version: f[6].into(),
-                exit_code: f[7].parse().unwrap(),
-            }
-        })
-        .collect()
-}
-
 /// SHA-256 of a file, hex.
 pub(crate) fn sha256_file(path: &Path) -> String {
-    use sha2::Digest;
-    let data = std::fs::read(path).unwrap();
-    let d = sha2::Sha256::digest(&data);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    crate::corpus::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// True when privileged tests can run (root). With `CFS_TEST_PRIVILEGED=require`
