@@ -1,5 +1,5 @@
 //! `cfsctl`: one binary that also acts as `mkcomposefs` and `composefs-info`
-//! when called by those names (argv[0]) or as `cfsctl mkcomposefs …` /
+//! when called by those names (`argv[0]`) or as `cfsctl mkcomposefs …` /
 //! `cfsctl composefs-info …`.
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]

@@ -2,7 +2,7 @@
 //! an object store through overlayfs `trusted.overlay.metacopy` (fs-verity
 //! digest) and `trusted.overlay.redirect` (object path) xattrs.
 //!
-//! - [`format`]: the on-disk structures (the layout specification).
+//! - [`format`](mod@format): the on-disk structures (the layout specification).
 //! - [`xattr`]: name prefixes, entry sizes, the name bloom filter.
 
 pub mod format;
