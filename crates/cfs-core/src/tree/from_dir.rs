@@ -38,6 +38,8 @@ use crate::tree::ExternalFile;
 const XATTR_SIZE_MAX: usize = 65536;
 /// Largest xattr name list Linux allows (`XATTR_LIST_MAX`).
 const XATTR_LIST_MAX: usize = 65536;
+/// Buffer for `getdents64` records.
+const DIRENT_BUFFER: usize = 64 << 10;
 
 /// What to read from the source directory.
 #[derive(Debug, Clone, Default)]
@@ -126,6 +128,7 @@ struct Scanner<'a> {
     link_count: HashMap<InodeId, u32>,
     names: Vec<u8>,
     value: Vec<u8>,
+    dirent_buf: Vec<u8>,
 }
 
 /// Scans `root` into a tree. Content of regular files is not read.
@@ -176,6 +179,7 @@ pub(crate) fn scan_directory_with<E: From<ScanError>>(
         link_count: HashMap::new(),
         names: Vec::new(),
         value: Vec::new(),
+        dirent_buf: Vec::with_capacity(DIRENT_BUFFER),
     };
     let root_xattrs = scanner
         .read_xattrs(XattrSource::Fd(root_fd.as_fd()))
@@ -280,10 +284,12 @@ impl Scanner<'_> {
         .map_err(|e| ScanError::new(self.full_path(rel), e))?;
 
         let mut names: Vec<(Vec<u8>, rustix::fs::FileType)> = Vec::new();
-        let mut dir = rustix::fs::Dir::read_from(&dir_fd)
-            .map_err(|e| ScanError::new(self.full_path(rel), e))?;
-        for entry in dir.by_ref() {
-            let entry = entry.map_err(|e| ScanError::new(self.full_path(rel), e))?;
+        // getdents64 straight on our descriptor (no extra open of ".").
+        let dir_path = self.full_path(rel);
+        let mut dirent_buf = std::mem::take(&mut self.dirent_buf);
+        let mut dir = rustix::fs::RawDir::new(&dir_fd, dirent_buf.spare_capacity_mut());
+        while let Some(entry) = dir.next() {
+            let entry = entry.map_err(|e| ScanError::new(dir_path.clone(), e))?;
             let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." {
                 continue;
@@ -299,7 +305,7 @@ impl Scanner<'_> {
             }
             names.push((name.to_vec(), ftype));
         }
-        drop(dir);
+        self.dirent_buf = dirent_buf;
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
         let mut subdirs = Vec::new();
