@@ -117,6 +117,44 @@ pub(crate) fn hash_block(alg: Algorithm, block: &[u8; BLOCK_SIZE], out: &mut [u8
     }
 }
 
+/// Hashes many independent blocks: `out` receives [`hash_block`] of each, one
+/// digest after the other (`out.len() == blocks.len() * alg.digest_len()`).
+/// SHA-256 leaves go through four (then two) interleaved SHA-NI streams where
+/// the CPU has them; otherwise one block at a time.
+pub(crate) fn hash_blocks(alg: Algorithm, blocks: &[[u8; BLOCK_SIZE]], out: &mut [u8]) {
+    use crate::sys::sha256_interleaved::{hash_four, hash_pair};
+    let d = alg.digest_len();
+    let mut done = 0;
+    if alg == Algorithm::Sha256 {
+        let mut four = [[0u8; 32]; 4];
+        for (quad, dst) in blocks.chunks_exact(4).zip(out.chunks_exact_mut(4 * 32)) {
+            let [o0, o1, o2, o3] = &mut four;
+            if !hash_four([&quad[0], &quad[1], &quad[2], &quad[3]], [o0, o1, o2, o3]) {
+                break;
+            }
+            for (slot, h) in dst.chunks_exact_mut(32).zip(&four) {
+                slot.copy_from_slice(h);
+            }
+            done += 4;
+        }
+        if let ([a, b, ..], Some(dst)) = (&blocks[done..], out.get_mut(done * 32..(done + 2) * 32))
+        {
+            let (mut ha, mut hb) = ([0u8; 32], [0u8; 32]);
+            if hash_pair(a, b, &mut ha, &mut hb) {
+                dst[..32].copy_from_slice(&ha);
+                dst[32..].copy_from_slice(&hb);
+                done += 2;
+            }
+        }
+    }
+    for (block, slot) in blocks[done..]
+        .iter()
+        .zip(out[done * d..].chunks_exact_mut(d))
+    {
+        hash_block(alg, block, slot);
+    }
+}
+
 /// Splits `data` into whole blocks (borrowed in place) and the remainder.
 #[inline]
 pub(crate) fn split_blocks(data: &[u8]) -> (&[[u8; BLOCK_SIZE]], &[u8]) {

@@ -16,9 +16,13 @@
 use std::io::{self, Read, Write};
 
 use super::block::{
-    BLOCK_SIZE, MAX_DIGEST, descriptor_digest, hash_block, hashes_per_block, split_blocks,
+    BLOCK_SIZE, MAX_DIGEST, descriptor_digest, hash_block, hash_blocks, hashes_per_block,
+    split_blocks,
 };
 use super::digest::{Algorithm, Digest};
+
+/// Leaves hashed per call of [`hash_blocks`] (a multiple of 4).
+const LEAF_BATCH: usize = 16;
 
 /// One level of the tree under construction: the block currently being filled
 /// with hashes of the level below, and how many hashes the level has received.
@@ -181,9 +185,15 @@ impl FsVerityHasher {
             self.pending_len = 0;
         }
         let (blocks, rest) = split_blocks(data);
-        for block in blocks {
-            hash_block(alg, block, &mut hash);
-            self.tree.push(0, &hash);
+        // Leaves are independent: hash a batch of them together.
+        let d = alg.digest_len();
+        let mut hashes = [0u8; LEAF_BATCH * MAX_DIGEST];
+        for batch in blocks.chunks(LEAF_BATCH) {
+            let out = &mut hashes[..batch.len() * d];
+            hash_blocks(alg, batch, out);
+            for h in out.chunks_exact(d) {
+                self.tree.push(0, h);
+            }
         }
         self.pending[..rest.len()].copy_from_slice(rest);
         self.pending_len = rest.len();

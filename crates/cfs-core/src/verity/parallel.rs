@@ -25,7 +25,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::block::{
-    BLOCK_SIZE, MAX_DIGEST, descriptor_digest, hash_block, hashes_per_block, split_blocks,
+    BLOCK_SIZE, MAX_DIGEST, descriptor_digest, hash_block, hash_blocks, hashes_per_block,
+    split_blocks,
 };
 use super::digest::{Algorithm, Digest};
 use super::merkle::{FsVerityHasher, TreeBuilder};
@@ -97,9 +98,7 @@ fn hash_segment(alg: Algorithm, data: &[u8]) -> SegmentHashes {
     let mut group = [0u8; BLOCK_SIZE];
     let mut level1 = [0u8; MAX_DIGEST];
     for chunk in blocks.chunks(per) {
-        for (block, slot) in chunk.iter().zip(group.chunks_exact_mut(d)) {
-            hash_block(alg, block, slot);
-        }
+        hash_blocks(alg, chunk, &mut group[..chunk.len() * d]);
         if chunk.len() == per {
             hash_block(alg, &group, &mut level1);
             out.groups.extend_from_slice(&level1[..d]);
