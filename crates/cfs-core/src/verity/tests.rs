@@ -421,3 +421,44 @@ fn kernel_ioctls_on_tmpfs() {
     let io_err: io::Error = VerityError::NotSupported.into();
     assert_eq!(io_err.kind(), io::ErrorKind::Unsupported);
 }
+
+#[test]
+fn batched_leaf_hashing_equals_one_at_a_time() {
+    use super::block::{hash_block, hash_blocks};
+    for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+        let d = alg.digest_len();
+        // Every remainder modulo 4, plus a few full batches.
+        for n in 0..=13usize {
+            let blocks: Vec<[u8; BLOCK_SIZE]> = (0..n)
+                .map(|k| {
+                    let mut b = [0u8; BLOCK_SIZE];
+                    for (i, x) in b.iter_mut().enumerate() {
+                        *x = (i as u32)
+                            .wrapping_mul(2_654_435_761)
+                            .wrapping_add(k as u32 * 7919) as u8;
+                    }
+                    b
+                })
+                .collect();
+            let mut batched = vec![0u8; n * d];
+            hash_blocks(alg, &blocks, &mut batched);
+            for (k, block) in blocks.iter().enumerate() {
+                let mut one = [0u8; 64];
+                hash_block(alg, block, &mut one);
+                assert_eq!(&batched[k * d..(k + 1) * d], &one[..d], "{alg} n={n} k={k}");
+                assert_eq!(
+                    &one[..d],
+                    &reference_hash(alg, block)[..],
+                    "{alg} n={n} k={k}"
+                );
+            }
+        }
+    }
+}
+
+fn reference_hash(alg: Algorithm, data: &[u8]) -> Vec<u8> {
+    match alg {
+        Algorithm::Sha256 => sha2::Sha256::digest(data).to_vec(),
+        Algorithm::Sha512 => sha2::Sha512::digest(data).to_vec(),
+    }
+}
