@@ -31,7 +31,7 @@ use super::{
 };
 use crate::objects::ObjectDir;
 use crate::sys::file_map::FileMap;
-use crate::verity::{Algorithm, Digest, FsVerityHasher, default_threads, enable_verity};
+use crate::verity::{Algorithm, Digest, FsVerityHasher, enable_verity, resolve_threads};
 
 /// Read buffer of each worker.
 const READ_BUFFER: usize = 1 << 20;
@@ -230,11 +230,7 @@ fn run_pool<E: From<ContentError>>(
     store: Option<&ObjectDir>,
     produce: impl FnOnce(&mut dyn FnMut(Job)) -> Result<(), E>,
 ) -> Result<Vec<(InodeId, Outcome)>, E> {
-    let threads = if opts.threads == 0 {
-        default_threads()
-    } else {
-        opts.threads
-    };
+    let threads = resolve_threads(opts.threads);
     let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(QUEUE_DEPTH);
     let rx = Mutex::new(rx);
     let failed = AtomicBool::new(false);

@@ -41,7 +41,7 @@ pub use block::BLOCK_SIZE;
 pub use digest::{Algorithm, Digest, DigestParseError, hex_value, push_hex};
 pub use kernel::{VerityError, enable_verity, measure_or_compute, measure_verity};
 pub use merkle::{FsVerityHasher, digest_bytes, digest_reader};
-pub use parallel::{default_threads, digest_file, digest_files};
+pub use parallel::{default_threads, digest_file, digest_files, resolve_threads};
 
 #[cfg(test)]
 mod tests;

@@ -73,6 +73,15 @@ pub fn default_threads() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// A thread-count option: `0` means [`default_threads`].
+pub fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -307,11 +316,7 @@ pub(crate) fn digest_file_tuned(
     tuning: Tuning,
 ) -> io::Result<Digest> {
     let tuning = tuning.checked();
-    let threads = if threads == 0 {
-        default_threads()
-    } else {
-        threads
-    };
+    let threads = resolve_threads(threads);
     let meta = file.metadata()?;
     let size = meta.len();
     if threads <= 1 || !meta.is_file() || size <= tuning.segment_bytes as u64 {
@@ -488,11 +493,7 @@ where
     P: Sync,
     O: Fn(&P) -> io::Result<File> + Sync,
 {
-    let threads = if threads == 0 {
-        default_threads()
-    } else {
-        threads
-    };
+    let threads = resolve_threads(threads);
     let sched = Scheduler {
         alg,
         threads,
