@@ -4,12 +4,16 @@
 //! - [`tree`]: the in-memory filesystem tree images are built from.
 //! - [`dumpfile`]: the composefs-dump text format.
 //! - [`erofs`]: the composefs EROFS image format (writer and reader).
+//! - [`splitstream`]: split streams (a byte stream as inline data + object references).
+//! - [`repository`]: the composefs-rs compatible repository (objects, images, streams, refs, GC, fsck).
 //!
 //! No async runtime; parallel work uses `std::thread::scope`.
 
 pub mod dumpfile;
 pub mod erofs;
 pub mod objects;
+pub mod repository;
+pub mod splitstream;
 mod sys;
 pub mod tree;
 pub mod verity;

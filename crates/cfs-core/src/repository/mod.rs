@@ -1,0 +1,1 @@
+//! The composefs repository (work in progress; see `../shared/spec/repository.md`).

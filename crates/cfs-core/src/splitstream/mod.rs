@@ -1,0 +1,1 @@
+//! Split streams (work in progress; see `../shared/spec/repository.md` §11).
