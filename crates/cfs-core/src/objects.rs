@@ -29,8 +29,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::verity::Digest;
+use crate::verity::{Algorithm, Digest, FsVerityHasher};
 
+/// Prefix of named temporary files (created directly in the store directory).
+pub const TEMP_PREFIX: &str = ".tmp-object-";
+/// Read buffer of [`ObjectDir::write_new`].
+const COPY_BUFFER: usize = 1 << 20;
 /// Mode of object files.
 const OBJECT_MODE: u32 = 0o644;
 /// Mode of the `XX` subdirectories and of a directory created by [`ObjectDir::create`].
@@ -88,15 +92,26 @@ impl ObjectDir {
 
     /// True if an object (of any file type) exists under this digest.
     pub fn contains(&self, digest: &Digest) -> io::Result<bool> {
-        match rustix::fs::statat(
-            &self.dir,
-            digest.object_path().as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ) {
+        self.contains_path(digest.object_path().as_str())
+    }
+
+    fn contains_path(&self, rel: &str) -> io::Result<bool> {
+        match rustix::fs::statat(&self.dir, rel, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Opens the object `digest` read-only.
+    pub fn open_object(&self, digest: &Digest) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.dir,
+            digest.object_path().as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
     }
 
     /// Stores the content of `src` (read from its start) as the object `digest`
@@ -124,7 +139,7 @@ impl ObjectDir {
         ) {
             Ok(fd) => self.publish_tmpfile(fd, src, &subdir_fd, name, finish),
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::NOENT | Errno::INVAL) => {
-                self.publish_named(src, subdir, &subdir_fd, name, finish)
+                self.publish_named(src, &subdir_fd, name, finish)
             }
             Err(e) => Err(e.into()),
         }
@@ -156,15 +171,7 @@ impl ObjectDir {
         let mut tmp = File::from(fd);
         copy_content(src, &mut tmp)?;
         tmp.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
-        // Reopen read-only and drop the writable descriptor: fs-verity refuses
-        // files that are open for writing.
-        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&tmp));
-        let ro = File::from(rustix::fs::open(
-            proc.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?);
-        drop(tmp);
+        let ro = reopen_read_only(tmp)?;
         finish(&ro)?;
         let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ro));
         match rustix::fs::linkat(CWD, proc.as_str(), subdir, name, AtFlags::SYMLINK_FOLLOW) {
@@ -178,18 +185,35 @@ impl ObjectDir {
     fn publish_named(
         &self,
         src: &File,
-        subdir_name: &str,
         subdir: &OwnedFd,
         name: &str,
         finish: Finisher<'_>,
     ) -> io::Result<Stored> {
-        let dir_path = self.path.join(subdir_name);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp")
-            .tempfile_in(&dir_path)?;
+        let mut tmp = self.named_temp()?;
         copy_content(src, tmp.as_file_mut())?;
+        self.link_named(tmp, subdir, name, finish)
+    }
+
+    /// A named temporary file directly in the store directory (never in an
+    /// `XX/` subdirectory, where every name must be a digest).
+    fn named_temp(&self) -> io::Result<tempfile::NamedTempFile> {
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.path)?;
         tmp.as_file()
             .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
+        Ok(tmp)
+    }
+
+    /// Finishes a complete named temporary file and renames it into place
+    /// (without replacing an existing object).
+    fn link_named(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        subdir: &OwnedFd,
+        name: &str,
+        finish: Finisher<'_>,
+    ) -> io::Result<Stored> {
         let ro = File::open(tmp.path())?;
         let tmp_path = tmp.into_temp_path();
         finish(&ro)?;
@@ -210,6 +234,80 @@ impl ObjectDir {
         }
     }
 
+    /// Stores content whose digest is not known in advance, computing the
+    /// fs-verity digest while writing it (one pass over the data). `finish`
+    /// runs on the complete file, opened read-only, with its digest, before
+    /// it is linked into place.
+    pub fn write_new(
+        &self,
+        mut src: impl Read,
+        alg: Algorithm,
+        finish: &(dyn Fn(&File, &Digest) -> io::Result<()> + Sync),
+    ) -> io::Result<(Digest, Stored)> {
+        let mut hasher = FsVerityHasher::new(alg);
+        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut fill = |out: &mut File, hasher: &mut FsVerityHasher| -> io::Result<()> {
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+            }
+        };
+        match rustix::fs::openat(
+            &self.dir,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(OBJECT_MODE),
+        ) {
+            Ok(fd) => {
+                let mut tmp = File::from(fd);
+                fill(&mut tmp, &mut hasher)?;
+                tmp.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
+                let digest = hasher.finalize();
+                if self.contains(&digest)? {
+                    return Ok((digest, Stored::Existing));
+                }
+                let ro = reopen_read_only(tmp)?;
+                finish(&ro, &digest)?;
+                let rel = digest.object_path();
+                let (subdir, name) = rel.split_at(2);
+                let subdir_fd = self.open_subdir(subdir)?;
+                let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ro));
+                match rustix::fs::linkat(
+                    CWD,
+                    proc.as_str(),
+                    &subdir_fd,
+                    &name[1..],
+                    AtFlags::SYMLINK_FOLLOW,
+                ) {
+                    Ok(()) => Ok((digest, Stored::Written)),
+                    Err(Errno::EXIST) => Ok((digest, Stored::Existing)),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::NOENT | Errno::INVAL) => {
+                let mut tmp = self.named_temp()?;
+                fill(tmp.as_file_mut(), &mut hasher)?;
+                let digest = hasher.finalize();
+                if self.contains(&digest)? {
+                    return Ok((digest, Stored::Existing));
+                }
+                let rel = digest.object_path();
+                let (subdir, name) = rel.split_at(2);
+                let subdir_fd = self.open_subdir(subdir)?;
+                let finish_one = |f: &File| finish(f, &digest);
+                let stored = self.link_named(tmp, &subdir_fd, &name[1..], &finish_one)?;
+                Ok((digest, stored))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Makes everything written to the object directory's filesystem durable
     /// (`syncfs`).
     pub fn sync(&self) -> io::Result<()> {
@@ -221,6 +319,19 @@ impl ObjectDir {
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.dir.as_fd()
     }
+}
+
+/// Reopens a file read-only through `/proc/self/fd` and closes the writable
+/// descriptor: fs-verity refuses files that are open for writing.
+fn reopen_read_only(file: File) -> io::Result<File> {
+    let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    let ro = File::from(rustix::fs::open(
+        proc.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?);
+    drop(file);
+    Ok(ro)
 }
 
 /// Copies all of `src` (from offset 0) to `dst` with `copy_file_range`,

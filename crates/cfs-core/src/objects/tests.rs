@@ -111,12 +111,12 @@ fn named_tempfile_fallback_publishes_atomically() {
     let rel = d.object_path();
     let subdir = store.open_subdir(&rel[..2]).unwrap();
     let r = store
-        .publish_named(&src, &rel[..2], &subdir, &rel[3..], NOTHING)
+        .publish_named(&src, &subdir, &rel[3..], NOTHING)
         .unwrap();
     assert_eq!(r, Stored::Written);
     assert_eq!(read_object(&store, &d).unwrap(), b"fallback");
     let r = store
-        .publish_named(&src, &rel[..2], &subdir, &rel[3..], NOTHING)
+        .publish_named(&src, &subdir, &rel[3..], NOTHING)
         .unwrap();
     assert_eq!(r, Stored::Existing);
     let names: Vec<_> = std::fs::read_dir(store.path().join(&rel[..2]))
@@ -124,4 +124,11 @@ fn named_tempfile_fallback_publishes_atomically() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
+    // The temporary file lived in the store root, never in an XX/ directory,
+    // and is gone.
+    let root: Vec<_> = std::fs::read_dir(store.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(root.len(), 1, "{root:?}");
 }

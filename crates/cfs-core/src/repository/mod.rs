@@ -1,1 +1,548 @@
-//! The composefs repository (work in progress; see `../shared/spec/repository.md`).
+//! The composefs repository: a directory of content-addressed objects, the
+//! EROFS images and split streams built from them, and named refs — on-disk
+//! compatible with composefs-rs 0.9.
+//!
+//! ```text
+//! <repo>/
+//! ├── meta.json                      format version, algorithm, features (see [`meta`])
+//! ├── objects/
+//! │   ├── 00/ … ff/                  mode 0755, created on demand
+//! │   │   └── <rest of hex digest>   one file per object (mode 0644), named by
+//! │   │                              its fs-verity digest; fs-verity enabled
+//! │   │                              unless the repository is insecure
+//! │   └── .tmp-object-*              named temporary files (fallback only)
+//! ├── images/
+//! │   ├── <hex digest> -> ../objects/XX/<rest>        EROFS images this repository wrote
+//! │   └── refs/<name…> -> ../<hex digest>             named images (GC roots)
+//! └── streams/
+//!     ├── <content id> -> ../objects/XX/<rest>        split streams
+//!     └── refs/<name…> -> ../<content id>             named streams (GC roots)
+//! ```
+//!
+//! Everything is an object: file contents, images, split streams. All
+//! symlinks are relative (see [`paths`]) and replaced atomically (temporary
+//! name, then `rename`). Unknown top-level entries are ignored.
+//!
+//! **Security mode.** A repository is *secure* when `meta.json` itself has
+//! fs-verity enabled; then every object must have fs-verity enabled, and
+//! digests are measured by the kernel. Otherwise it is *insecure*: digests are
+//! computed in userspace, and mounts cannot require verity.
+//!
+//! **Durability.** Objects are published atomically (`O_TMPFILE` + `linkat`,
+//! or a named temporary file + `renameat2(RENAME_NOREPLACE)`) without a
+//! per-object `fsync`; one `syncfs` barrier runs before any symlink that
+//! makes new objects reachable is created. So a published image or stream
+//! never references an object lost in a crash.
+//!
+//! **Locking.** Every handle holds a shared `flock` on the repository
+//! directory; garbage collection takes it exclusively (see [`lock`]).
+
+mod error;
+pub mod fsck;
+pub mod gc;
+mod images;
+mod lock;
+pub mod meta;
+mod objects;
+pub mod paths;
+mod refs;
+// mod streams; (enabled once the splitstream module lands)
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+use rustix::io::Errno;
+
+pub use error::{RepoError, Result};
+pub use images::{ImageRef, MAX_IMAGE_LEN};
+pub use meta::{Access, Meta};
+pub use refs::RefEntry;
+
+use crate::objects::ObjectDir;
+use crate::verity::{Algorithm, VerityError, enable_verity, measure_verity};
+
+/// Largest `meta.json` read.
+const MAX_META_LEN: u64 = 1 << 20;
+
+/// How to open a repository.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Refuse an insecure repository.
+    pub require_verity: bool,
+    /// Do not write `meta.json` into an old repository that lacks one (it is
+    /// then used with the inferred configuration, read-only).
+    pub no_upgrade: bool,
+    /// Open read-only even if writable.
+    pub read_only: bool,
+}
+
+/// How to create a repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The fs-verity digest algorithm (default SHA-512).
+    pub algorithm: Algorithm,
+    /// Create an insecure repository (no fs-verity).
+    pub insecure: bool,
+    /// The EROFS format of generated images (default 1).
+    pub erofs_version: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            algorithm: Algorithm::Sha512,
+            insecure: false,
+            erofs_version: 1,
+        }
+    }
+}
+
+/// What [`Repository::init`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initialized {
+    /// A new repository was created.
+    Created,
+    /// The repository already existed with the same configuration.
+    Existing,
+}
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repository {
+    path: PathBuf,
+    dir: OwnedFd,
+    objects: ObjectDir,
+    meta: Meta,
+    algorithm: Algorithm,
+    secure: bool,
+    read_only: Option<String>,
+}
+
+impl Repository {
+    /// Creates a repository at `path` (the directory may exist; it is
+    /// created with its parents if missing). An existing repository with the
+    /// same configuration is fine; a different one is an error.
+    pub fn init(path: &Path, opts: &InitOptions) -> Result<(Repository, Initialized)> {
+        if opts.erofs_version > 2 {
+            return Err(RepoError::Meta {
+                path: path.join(paths::META_JSON),
+                message: format!(
+                    "unknown EROFS format {} (expected 0, 1 or 2)",
+                    opts.erofs_version
+                ),
+            });
+        }
+        mkdir_all(path)?;
+        let dir = open_dir(path)?;
+        lock::lock_shared(dir.as_fd()).map_err(|e| RepoError::io(path, e))?;
+        let wanted = Meta::new(opts.algorithm, opts.erofs_version);
+        if let Some(existing) = read_meta(&dir, path)? {
+            let secure = probe_secure(&dir, path, paths::META_JSON)?;
+            let same = existing.algorithm() == opts.algorithm
+                && existing.erofs_versions() == wanted.erofs_versions()
+                && secure != opts.insecure;
+            if !same {
+                let mode = |secure: bool| if secure { "secure" } else { "insecure" };
+                return Err(RepoError::ConfigMismatch {
+                    path: path.to_path_buf(),
+                    existing: format!("{}, {}", existing.describe(), mode(secure)),
+                    requested: format!("{}, {}", wanted.describe(), mode(!opts.insecure)),
+                });
+            }
+            drop(dir);
+            return Ok((
+                Repository::open(path, &OpenOptions::default())?,
+                Initialized::Existing,
+            ));
+        }
+        mkdir_at(&dir, path, paths::OBJECTS)?;
+        write_meta(&dir, path, &wanted, !opts.insecure)?;
+        drop(dir);
+        Ok((
+            Repository::open(path, &OpenOptions::default())?,
+            Initialized::Created,
+        ))
+    }
+
+    /// Opens the repository at `path`, holding the shared lock until dropped.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Repository> {
+        let dir = open_dir(path)?;
+        lock::lock_shared(dir.as_fd()).map_err(|e| RepoError::io(path, e))?;
+        let mut read_only = writability(&dir, path);
+        if opts.read_only && read_only.is_none() {
+            read_only = Some("opened read-only".into());
+        }
+        let (meta, secure) = match read_meta(&dir, path)? {
+            Some(meta) => {
+                let secure = probe_secure(&dir, path, paths::META_JSON)?;
+                (meta, secure)
+            }
+            None => {
+                let (meta, secure) = infer_old_format(&dir, path)?;
+                if opts.no_upgrade {
+                    read_only.get_or_insert_with(|| {
+                        "repository has no meta.json and upgrading was not allowed".into()
+                    });
+                } else if read_only.is_none() {
+                    write_meta(&dir, path, &meta, secure)?;
+                }
+                (meta, secure)
+            }
+        };
+        match meta.access() {
+            Access::ReadWrite => {}
+            Access::ReadOnly(flags) => {
+                read_only.get_or_insert_with(|| {
+                    format!(
+                        "meta.json names read-only-compatible features this version does not know: {}",
+                        flags.join(", ")
+                    )
+                });
+            }
+            Access::Refused(features) => {
+                return Err(RepoError::IncompatibleFeatures {
+                    path: path.join(paths::META_JSON),
+                    features,
+                });
+            }
+        }
+        if opts.require_verity && !secure {
+            return Err(RepoError::VerityRequired {
+                path: path.to_path_buf(),
+            });
+        }
+        let objects_path = path.join(paths::OBJECTS);
+        if read_only.is_none() {
+            mkdir_at(&dir, path, paths::OBJECTS)?;
+        }
+        let objects = match ObjectDir::open(&objects_path) {
+            Ok(o) => o,
+            // A read-only repository without objects/: open the root instead;
+            // every lookup then simply finds nothing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                ObjectDir::open(path).map_err(|e| RepoError::io(path, e))?
+            }
+            Err(e) => return Err(RepoError::io(objects_path, e)),
+        };
+        let algorithm = meta.algorithm();
+        Ok(Repository {
+            path: path.to_path_buf(),
+            dir,
+            objects,
+            meta,
+            algorithm,
+            secure,
+            read_only,
+        })
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The parsed `meta.json`.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The fs-verity digest algorithm of object names.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// True if `meta.json` has fs-verity enabled (objects must have it too).
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Why the repository is read-only, if it is.
+    pub fn read_only_reason(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    /// The EROFS formats generated on commit, the default first.
+    pub fn erofs_versions(&self) -> Vec<u32> {
+        self.meta.erofs_versions()
+    }
+
+    /// The object directory.
+    pub fn objects(&self) -> &ObjectDir {
+        &self.objects
+    }
+
+    /// The repository directory descriptor.
+    pub fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Fails with [`RepoError::ReadOnly`] unless the repository may be written.
+    pub fn check_writable(&self) -> Result<()> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(reason) => Err(RepoError::ReadOnly {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Makes everything written to the repository's filesystem durable: the
+    /// barrier before publishing anything that references new objects.
+    pub fn sync(&self) -> Result<()> {
+        rustix::fs::syncfs(&self.dir).map_err(|e| RepoError::io(&self.path, e))
+    }
+
+    /// Waits for exclusive use of the repository (no other handle open in
+    /// any process); returns to shared use when the guard is dropped.
+    pub fn lock_exclusive(&self) -> Result<ExclusiveGuard<'_>> {
+        lock::lock_exclusive(self.dir.as_fd()).map_err(|e| RepoError::io(&self.path, e))?;
+        Ok(ExclusiveGuard { repo: self })
+    }
+
+    /// Like [`Repository::lock_exclusive`] but fails at once (`None`) if
+    /// another handle is open.
+    pub fn try_lock_exclusive(&self) -> Result<Option<ExclusiveGuard<'_>>> {
+        let ok =
+            lock::try_lock_exclusive(self.dir.as_fd()).map_err(|e| RepoError::io(&self.path, e))?;
+        Ok(ok.then_some(ExclusiveGuard { repo: self }))
+    }
+
+    /// `path` inside the repository, for messages.
+    pub(crate) fn display(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+/// Exclusive use of a repository; see [`Repository::lock_exclusive`].
+#[derive(Debug)]
+pub struct ExclusiveGuard<'a> {
+    repo: &'a Repository,
+}
+
+impl Drop for ExclusiveGuard<'_> {
+    fn drop(&mut self) {
+        // Back to shared use; failure would only mean we keep the exclusive lock
+        // until the handle closes.
+        let _ = lock::lock_shared(self.repo.dir.as_fd());
+    }
+}
+
+fn mkdir_all(path: &Path) -> Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+        .create(path)
+        .map_err(|e| RepoError::io(path, e))
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == Errno::NOENT {
+            RepoError::NotInitialized {
+                path: path.to_path_buf(),
+            }
+        } else {
+            RepoError::io(path, e)
+        }
+    })
+}
+
+pub(crate) fn mkdir_at(dir: &OwnedFd, path: &Path, rel: &str) -> Result<()> {
+    match rustix::fs::mkdirat(dir, rel, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(RepoError::io(path.join(rel), e)),
+    }
+}
+
+/// Why the repository directory cannot be written, if it cannot.
+fn writability(dir: &OwnedFd, path: &Path) -> Option<String> {
+    if let Ok(st) = rustix::fs::fstatvfs(dir) {
+        if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+            return Some("the filesystem is mounted read-only".into());
+        }
+    }
+    if rustix::fs::accessat(dir, ".", rustix::fs::Access::WRITE_OK, AtFlags::EACCESS).is_err() {
+        return Some(format!("no write permission on {}", path.display()));
+    }
+    None
+}
+
+fn read_meta(dir: &OwnedFd, path: &Path) -> Result<Option<Meta>> {
+    let meta_path = path.join(paths::META_JSON);
+    let fd = match rustix::fs::openat(
+        dir,
+        paths::META_JSON,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(RepoError::io(meta_path, e)),
+    };
+    let mut text = Vec::new();
+    File::from(fd)
+        .take(MAX_META_LEN + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| RepoError::io(&meta_path, e))?;
+    if text.len() as u64 > MAX_META_LEN {
+        return Err(RepoError::Meta {
+            path: meta_path,
+            message: format!("larger than {MAX_META_LEN} bytes"),
+        });
+    }
+    Meta::parse(&text)
+        .map(Some)
+        .map_err(|message| RepoError::Meta {
+            path: meta_path,
+            message,
+        })
+}
+
+/// True if the file `rel` has fs-verity enabled.
+fn probe_secure(dir: &OwnedFd, path: &Path, rel: &str) -> Result<bool> {
+    let fd = rustix::fs::openat(dir, rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| RepoError::io(path.join(rel), e))?;
+    match measure_verity(fd.as_fd()) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_missing() => Ok(false),
+        Err(e) => Err(RepoError::io(path.join(rel), e)),
+    }
+}
+
+/// The configuration of a repository without `meta.json`: the algorithm from
+/// the length of the first object name, security from that object's verity.
+fn infer_old_format(dir: &OwnedFd, path: &Path) -> Result<(Meta, bool)> {
+    let objects = path.join(paths::OBJECTS);
+    let entries = match std::fs::read_dir(&objects) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(RepoError::NotInitialized {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(RepoError::io(objects, e)),
+    };
+    let mut subdirs: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    subdirs.sort();
+    for sub in subdirs {
+        let Ok(files) = std::fs::read_dir(objects.join(&sub)) else {
+            continue;
+        };
+        for f in files.filter_map(|e| e.ok()) {
+            let name = f.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let alg = match name.len() {
+                62 => Algorithm::Sha256,
+                126 => Algorithm::Sha512,
+                _ => continue,
+            };
+            let secure = probe_secure(dir, path, &format!("{}/{sub}/{name}", paths::OBJECTS))?;
+            return Ok((Meta::upgraded(alg), secure));
+        }
+    }
+    // An empty old repository: the default of the reference tool.
+    Ok((Meta::upgraded(Algorithm::Sha512), false))
+}
+
+/// Writes `meta.json` atomically: O_TMPFILE (or an exclusive named file),
+/// fsync, fs-verity if `secure`, link into place.
+fn write_meta(dir: &OwnedFd, path: &Path, meta: &Meta, secure: bool) -> Result<()> {
+    let meta_path = path.join(paths::META_JSON);
+    let io_err = |e: io::Error| RepoError::io(&meta_path, e);
+    let text = meta.to_json();
+    let tmp = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    );
+    let (file, named) = match tmp {
+        Ok(fd) => (File::from(fd), None),
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
+            let name = format!(".tmp-meta-{}", std::process::id());
+            let fd = rustix::fs::openat(
+                dir,
+                name.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .map_err(|e| io_err(e.into()))?;
+            (File::from(fd), Some(name))
+        }
+        Err(e) => return Err(io_err(e.into())),
+    };
+    let cleanup = |named: &Option<String>| {
+        if let Some(n) = named {
+            let _ = rustix::fs::unlinkat(dir, n.as_str(), AtFlags::empty());
+        }
+    };
+    let result = (|| -> Result<()> {
+        let mut file = file;
+        file.write_all(text.as_bytes()).map_err(io_err)?;
+        file.sync_all().map_err(io_err)?;
+        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        let ro = File::from(
+            rustix::fs::open(
+                proc.as_str(),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err(e.into()))?,
+        );
+        drop(file);
+        if secure {
+            match enable_verity(ro.as_fd(), meta.algorithm()) {
+                Ok(()) | Err(VerityError::AlreadyEnabled) => {}
+                Err(VerityError::NotSupported) => {
+                    return Err(RepoError::VerityUnsupported {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) => return Err(io_err(e.into())),
+            }
+        }
+        match &named {
+            None => {
+                let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ro));
+                rustix::fs::linkat(
+                    CWD,
+                    proc.as_str(),
+                    dir,
+                    paths::META_JSON,
+                    AtFlags::SYMLINK_FOLLOW,
+                )
+                .map_err(|e| io_err(e.into()))?;
+            }
+            Some(n) => {
+                rustix::fs::renameat_with(
+                    dir,
+                    n.as_str(),
+                    dir,
+                    paths::META_JSON,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                )
+                .map_err(|e| io_err(e.into()))?;
+            }
+        }
+        rustix::fs::fsync(dir).map_err(|e| RepoError::io(path, e))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        cleanup(&named);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests;

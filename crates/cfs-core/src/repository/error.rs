@@ -1,0 +1,158 @@
+//! Errors of repository operations.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::erofs::reader::ReadError;
+use crate::erofs::writer::WriteError;
+use crate::splitstream::SplitStreamError;
+use crate::verity::Digest;
+
+/// A failure of a repository operation. Every variant names the repository
+/// path (or the entry inside it) it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// The directory holds neither `meta.json` nor `objects/`.
+    #[error("{}: not a composefs repository (no meta.json or objects/); create one with `cfsctl init`", path.display())]
+    NotInitialized {
+        /// The repository path.
+        path: PathBuf,
+    },
+    /// A system call on a repository path failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// `meta.json` is not valid.
+    #[error("{}: invalid meta.json: {message}", path.display())]
+    Meta {
+        /// Path of `meta.json`.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The repository names incompatible features this tool does not know.
+    #[error("{}: repository uses incompatible features this version of cfs does not support: {}", path.display(), features.join(", "))]
+    IncompatibleFeatures {
+        /// Path of `meta.json`.
+        path: PathBuf,
+        /// The unknown features.
+        features: Vec<String>,
+    },
+    /// A write to a repository that is open read-only.
+    #[error("{}: repository is read-only: {reason}", path.display())]
+    ReadOnly {
+        /// The repository path.
+        path: PathBuf,
+        /// Why it is read-only.
+        reason: String,
+    },
+    /// fs-verity was required but the repository is insecure.
+    #[error("{}: repository is insecure (meta.json has no fs-verity) but fs-verity is required", path.display())]
+    VerityRequired {
+        /// The repository path.
+        path: PathBuf,
+    },
+    /// A secure repository cannot be created on a filesystem without fs-verity.
+    #[error("{}: filesystem does not support fs-verity; use --insecure to create a repository without it", path.display())]
+    VerityUnsupported {
+        /// The repository path.
+        path: PathBuf,
+    },
+    /// The repository exists with a different configuration.
+    #[error("{}: repository already exists with a different configuration ({existing}); requested {requested}", path.display())]
+    ConfigMismatch {
+        /// The repository path.
+        path: PathBuf,
+        /// The existing configuration, in words.
+        existing: String,
+        /// The requested configuration, in words.
+        requested: String,
+    },
+    /// A named image, stream, ref or object does not exist.
+    #[error("{}: no such {what}: {name}", path.display())]
+    NotFound {
+        /// The repository path.
+        path: PathBuf,
+        /// `image`, `stream`, `ref`, `object`.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// A name that cannot be used (empty, absolute, `..`, NUL, …).
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        /// `image`, `stream`, `ref`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An object's content does not have the digest it is stored under.
+    #[error("{}: fs-verity content mismatch: expected {expected}, found {found}", path.display())]
+    DigestMismatch {
+        /// The object path.
+        path: PathBuf,
+        /// The digest it should have.
+        expected: Box<Digest>,
+        /// The digest it has.
+        found: Box<Digest>,
+    },
+    /// The repository's EROFS format cannot be written by cfs.
+    #[error("{}: repository is configured for EROFS format V{version}, which cfs cannot write (only V0 and V1)", path.display())]
+    UnsupportedErofsFormat {
+        /// The repository path.
+        path: PathBuf,
+        /// The configured format.
+        version: u32,
+    },
+    /// An EROFS image could not be read.
+    #[error("{}: {source}", path.display())]
+    Image {
+        /// The image path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: ReadError,
+    },
+    /// An EROFS image could not be written.
+    #[error("cannot write image: {0}")]
+    ImageWrite(#[from] WriteError),
+    /// A split stream could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Stream {
+        /// The stream path or name.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: SplitStreamError,
+    },
+}
+
+impl RepoError {
+    /// A [`RepoError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Self {
+        RepoError::Io {
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
+    /// True for [`RepoError::NotFound`] and for I/O errors of kind `NotFound`.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            RepoError::NotFound { .. } => true,
+            RepoError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+}
+
+/// Result of repository operations.
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;

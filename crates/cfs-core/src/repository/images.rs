@@ -1,0 +1,267 @@
+//! EROFS images in a repository: `images/<hex digest>` links to the image
+//! object, `images/refs/<name…>` names an image.
+//!
+//! Only images this repository wrote (or imported on explicit request) are
+//! linked under `images/`: mounting goes through `images/` only, so the
+//! kernel's EROFS parser never sees arbitrary object content. An image is
+//! named by
+//! - a hex digest → `images/<hex>`; its content is verified against the
+//!   digest (kernel measurement in secure repositories, userspace otherwise);
+//! - a name containing `/` (such as `refs/foo`) → `images/<name>`;
+//! - any other name → `images/refs/<name>`.
+
+use std::fs::File;
+use std::io::Read;
+
+use crate::erofs::reader::{Image, ReadOptions, referenced_objects};
+use crate::erofs::writer::{WriteOptions, write_image};
+use crate::tree::FileSystem;
+use crate::verity::{Digest, digest_bytes};
+
+use super::error::{RepoError, Result};
+use super::{Repository, paths};
+
+/// Largest image read into memory (by [`Repository::image_objects`] etc.).
+pub const MAX_IMAGE_LEN: u64 = 4 << 30;
+
+/// An image named in the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The name under `images/refs/`.
+    pub name: String,
+    /// The image digest it resolves to, or `None` for a dangling ref.
+    pub digest: Option<Digest>,
+}
+
+impl Repository {
+    /// Writes the EROFS image of `fs` in every format the repository
+    /// generates, links each as `images/<hex>`, points `images/refs/<name>`
+    /// at the default format's image, and returns that image's digest.
+    pub fn write_image(&self, fs: &FileSystem, name: Option<&str>) -> Result<Digest> {
+        self.check_writable()?;
+        if let Some(name) = name {
+            paths::check_name("image ref", name, true)?;
+        }
+        let mut primary = None;
+        for version in self.erofs_versions() {
+            let opts = match version {
+                0 => WriteOptions {
+                    min_version: 0,
+                    max_version: 1,
+                },
+                1 => WriteOptions {
+                    min_version: 1,
+                    max_version: 1,
+                },
+                v => {
+                    return Err(RepoError::UnsupportedErofsFormat {
+                        path: self.path().to_path_buf(),
+                        version: v,
+                    });
+                }
+            };
+            let mut data = Vec::new();
+            write_image(fs, &opts, &mut data)?;
+            let digest = self.commit_image_object(&data)?;
+            primary.get_or_insert(digest);
+        }
+        let digest = primary.ok_or_else(|| RepoError::UnsupportedErofsFormat {
+            path: self.path().to_path_buf(),
+            version: 0,
+        })?;
+        if let Some(name) = name {
+            self.set_link(&image_ref_path(name), &image_path(&digest))?;
+        }
+        Ok(digest)
+    }
+
+    /// Stores an EROFS image given as bytes (after checking that it is a
+    /// well-formed composefs image), links it as `images/<hex>` and, with a
+    /// name, `images/refs/<name>`.
+    pub fn import_image(&self, mut src: impl Read, name: Option<&str>) -> Result<Digest> {
+        self.check_writable()?;
+        if let Some(name) = name {
+            paths::check_name("image ref", name, true)?;
+        }
+        let mut data = Vec::new();
+        (&mut src)
+            .take(MAX_IMAGE_LEN + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| RepoError::io("<input>", e))?;
+        if data.len() as u64 > MAX_IMAGE_LEN {
+            return Err(RepoError::io(
+                "<input>",
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("image larger than {MAX_IMAGE_LEN} bytes"),
+                ),
+            ));
+        }
+        let image = Image::open(&data).map_err(|source| RepoError::Image {
+            path: "<input>".into(),
+            source,
+        })?;
+        referenced_objects(&image, &ReadOptions::default()).map_err(|source| RepoError::Image {
+            path: "<input>".into(),
+            source,
+        })?;
+        let digest = self.commit_image_object(&data)?;
+        if let Some(name) = name {
+            self.set_link(&image_ref_path(name), &image_path(&digest))?;
+        }
+        Ok(digest)
+    }
+
+    /// Stores image bytes as an object, syncs (the barrier for the objects
+    /// the image references), and links `images/<hex>`.
+    fn commit_image_object(&self, data: &[u8]) -> Result<Digest> {
+        let (digest, _) = self.ensure_object_bytes(data)?;
+        self.sync()?;
+        self.set_link(&image_path(&digest), &paths::object_path(&digest))?;
+        Ok(digest)
+    }
+
+    /// Resolves an image name (see the module docs) to its digest, without
+    /// verifying content.
+    pub fn resolve_image(&self, name: &str) -> Result<Digest> {
+        let link = self.image_link(name)?;
+        let target = self
+            .resolve_link(&link)?
+            .ok_or_else(|| RepoError::NotFound {
+                path: self.path().to_path_buf(),
+                what: "image",
+                name: name.to_string(),
+            })?;
+        // images/refs/x -> images/<hex> -> objects/XX/rest: resolve one more level.
+        let object = if target.starts_with("images/") {
+            self.resolve_link(&target)?
+                .ok_or_else(|| RepoError::NotFound {
+                    path: self.path().to_path_buf(),
+                    what: "image",
+                    name: format!("{name} (dangling link {target})"),
+                })?
+        } else {
+            target
+        };
+        let rest = object
+            .strip_prefix("objects/")
+            .ok_or_else(|| RepoError::NotFound {
+                path: self.path().to_path_buf(),
+                what: "image",
+                name: format!("{name} (link does not point into objects/: {object})"),
+            })?;
+        Digest::from_object_path(rest).map_err(|e| RepoError::NotFound {
+            path: self.path().to_path_buf(),
+            what: "image",
+            name: format!("{name} ({e})"),
+        })
+    }
+
+    /// Opens an image by name and verifies its content against its digest.
+    pub fn open_image(&self, name: &str) -> Result<(File, Digest)> {
+        let digest = self.resolve_image(name)?;
+        let file = self.open_object(&digest)?;
+        if !self.is_secure() {
+            // No kernel measurement to rely on: images are small, hash them.
+            let found = crate::verity::digest_file(self.algorithm(), &file, 0)
+                .map_err(|e| RepoError::io(self.display(&paths::object_path(&digest)), e))?;
+            if found != digest {
+                return Err(RepoError::DigestMismatch {
+                    path: self.display(&paths::object_path(&digest)),
+                    expected: Box::new(digest),
+                    found: Box::new(found),
+                });
+            }
+        }
+        Ok((file, digest))
+    }
+
+    /// Reads an image by name into memory, verified against its digest.
+    pub fn read_image_bytes(&self, name: &str) -> Result<(Vec<u8>, Digest)> {
+        let digest = self.resolve_image(name)?;
+        let data = self.read_object(&digest, MAX_IMAGE_LEN)?;
+        let found = digest_bytes(self.algorithm(), &data);
+        if found != digest {
+            return Err(RepoError::DigestMismatch {
+                path: self.display(&paths::object_path(&digest)),
+                expected: Box::new(digest),
+                found: Box::new(found),
+            });
+        }
+        Ok((data, digest))
+    }
+
+    /// The objects an image references (metacopy digests and redirect
+    /// paths), sorted, without duplicates.
+    pub fn image_objects(&self, name: &str) -> Result<Vec<Digest>> {
+        let (data, digest) = self.read_image_bytes(name)?;
+        self.objects_of_image(&data, &digest)
+    }
+
+    /// The objects referenced by the image bytes `data` (of image `digest`).
+    pub(crate) fn objects_of_image(&self, data: &[u8], digest: &Digest) -> Result<Vec<Digest>> {
+        let path = self.display(&paths::object_path(digest));
+        let err = |source| RepoError::Image {
+            path: path.clone(),
+            source,
+        };
+        let image = Image::open(data).map_err(err)?;
+        let refs = referenced_objects(&image, &ReadOptions::default()).map_err(err)?;
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            if let Some(d) = r.digest {
+                out.push(d);
+            }
+            if let Some(payload) = r.payload {
+                let text = String::from_utf8_lossy(payload);
+                if let Ok(d) = Digest::from_object_path(text.trim_start_matches('/')) {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Every image ref (`images/refs/**`) with the digest it resolves to.
+    pub fn list_images(&self) -> Result<Vec<ImageRef>> {
+        let base = format!("{}/{}", paths::IMAGES, paths::REFS);
+        let mut out = Vec::new();
+        for entry in self.list_links(&base, true)? {
+            let digest = self.resolve_image(&format!("refs/{}", entry.name)).ok();
+            out.push(ImageRef {
+                name: entry.name,
+                digest,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The repository-relative link for an image name.
+    fn image_link(&self, name: &str) -> Result<String> {
+        if name.contains('/') {
+            paths::check_name("image", name, true)?;
+            Ok(format!("{}/{name}", paths::IMAGES))
+        } else if is_hex_digest(name, self.algorithm().digest_len()) {
+            Ok(format!("{}/{}", paths::IMAGES, name.to_ascii_lowercase()))
+        } else {
+            paths::check_name("image", name, true)?;
+            Ok(image_ref_path(name))
+        }
+    }
+}
+
+/// `images/<hex>`.
+pub(crate) fn image_path(digest: &Digest) -> String {
+    format!("{}/{}", paths::IMAGES, digest.to_hex())
+}
+
+/// `images/refs/<name>`.
+pub(crate) fn image_ref_path(name: &str) -> String {
+    format!("{}/{}/{name}", paths::IMAGES, paths::REFS)
+}
+
+pub(crate) fn is_hex_digest(name: &str, len: usize) -> bool {
+    name.len() == 2 * len && name.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,247 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+use crate::objects::Stored;
+
+fn init(dir: &Path, alg: Algorithm) -> Repository {
+    let opts = InitOptions {
+        algorithm: alg,
+        insecure: true,
+        erofs_version: 1,
+    };
+    Repository::init(dir, &opts).unwrap().0
+}
+
+#[test]
+fn init_writes_meta_and_reopens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("repo");
+    let (repo, how) = Repository::init(
+        &path,
+        &InitOptions {
+            insecure: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(how, Initialized::Created);
+    assert_eq!(repo.algorithm(), Algorithm::Sha512);
+    assert!(!repo.is_secure());
+    assert_eq!(repo.erofs_versions(), [1]);
+    let text = std::fs::read_to_string(path.join("meta.json")).unwrap();
+    assert!(text.contains("\"v1_erofs\""), "{text}");
+    assert!(path.join("objects").is_dir());
+    drop(repo);
+    // Same configuration again: fine.
+    let (_, how) = Repository::init(
+        &path,
+        &InitOptions {
+            insecure: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(how, Initialized::Existing);
+    // Different configuration: refused, naming both.
+    let err = Repository::init(
+        &path,
+        &InitOptions {
+            algorithm: Algorithm::Sha256,
+            insecure: true,
+            erofs_version: 1,
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, RepoError::ConfigMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("fsverity-sha256-12"), "{err}");
+}
+
+#[test]
+fn secure_init_without_kernel_verity_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = tmp.path().join("probe");
+    std::fs::write(&probe, b"x").unwrap();
+    let f = File::open(&probe).unwrap();
+    if enable_verity(f.as_fd(), Algorithm::Sha256).is_ok() {
+        return; // this filesystem has fs-verity: nothing to test here
+    }
+    let err = Repository::init(&tmp.path().join("r"), &InitOptions::default()).unwrap_err();
+    assert!(matches!(err, RepoError::VerityUnsupported { .. }), "{err}");
+    assert!(err.to_string().contains("--insecure"), "{err}");
+    assert!(!tmp.path().join("r/meta.json").exists());
+}
+
+#[test]
+fn unknown_incompatible_feature_refuses_and_ro_compat_opens_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha256);
+    drop(repo);
+    let meta_path = tmp.path().join("meta.json");
+    let original = std::fs::read_to_string(&meta_path).unwrap();
+
+    let ro = original.replace("\"v1_erofs\"", "\"v1_erofs\", \"frobnicated_refs\"");
+    std::fs::write(&meta_path, &ro).unwrap();
+    let repo = Repository::open(tmp.path(), &OpenOptions::default()).unwrap();
+    let reason = repo.read_only_reason().unwrap().to_string();
+    assert!(reason.contains("frobnicated_refs"), "{reason}");
+    let err = repo.ensure_object_bytes(b"data").unwrap_err();
+    assert!(matches!(err, RepoError::ReadOnly { .. }), "{err}");
+    drop(repo);
+
+    let incompat = original.replace(
+        "\"incompatible\": []",
+        "\"incompatible\": [\"quantum_objects\"]",
+    );
+    std::fs::write(&meta_path, &incompat).unwrap();
+    let err = Repository::open(tmp.path(), &OpenOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, RepoError::IncompatibleFeatures { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("quantum_objects"), "{err}");
+}
+
+#[test]
+fn missing_directory_is_not_initialized() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = Repository::open(&tmp.path().join("nope"), &OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, RepoError::NotInitialized { .. }), "{err}");
+    let err = Repository::open(tmp.path(), &OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, RepoError::NotInitialized { .. }), "{err}");
+}
+
+#[test]
+fn require_verity_refuses_insecure() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(init(tmp.path(), Algorithm::Sha256));
+    let err = Repository::open(
+        tmp.path(),
+        &OpenOptions {
+            require_verity: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, RepoError::VerityRequired { .. }), "{err}");
+}
+
+#[test]
+fn old_repository_is_upgraded_with_inferred_algorithm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha256);
+    let (d, _) = repo.ensure_object_bytes(b"some content").unwrap();
+    drop(repo);
+    std::fs::remove_file(tmp.path().join("meta.json")).unwrap();
+    // Without upgrading: usable read-only with the inferred configuration.
+    let repo = Repository::open(
+        tmp.path(),
+        &OpenOptions {
+            no_upgrade: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(repo.algorithm(), Algorithm::Sha256);
+    assert!(repo.read_only_reason().is_some());
+    assert!(!tmp.path().join("meta.json").exists());
+    drop(repo);
+    let repo = Repository::open(tmp.path(), &OpenOptions::default()).unwrap();
+    assert_eq!(repo.algorithm(), Algorithm::Sha256);
+    assert_eq!(repo.erofs_versions(), [2]);
+    assert!(repo.has_object(&d).unwrap());
+    let meta = Meta::parse(&std::fs::read(tmp.path().join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta, Meta::upgraded(Algorithm::Sha256));
+}
+
+#[test]
+fn objects_dedup_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha512);
+    let data = vec![7u8; 100_000];
+    let (d1, s1) = repo.ensure_object_bytes(&data).unwrap();
+    let (d2, s2) = repo.ensure_object_from_reader(&data[..]).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::write(&src, &data).unwrap();
+    let (d3, s3) = repo
+        .ensure_object_from_file(&File::open(&src).unwrap())
+        .unwrap();
+    assert_eq!((d1, d1), (d2, d3));
+    assert_eq!(
+        (s1, s2, s3),
+        (Stored::Written, Stored::Existing, Stored::Existing)
+    );
+    assert_eq!(d1, crate::verity::digest_bytes(Algorithm::Sha512, &data));
+    let path = tmp.path().join(paths::object_path(&d1));
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    assert_eq!(repo.read_object(&d1, 1 << 20).unwrap(), data);
+    // Only the object (and its XX directory) are in objects/: no temporaries.
+    let names: Vec<_> = std::fs::read_dir(tmp.path().join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn concurrent_writers_of_one_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha256);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| repo.ensure_object_from_reader(&data[..]).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let written = results
+        .iter()
+        .filter(|(_, s)| *s == Stored::Written)
+        .count();
+    assert_eq!(written, 1, "{results:?}");
+    assert!(results.iter().all(|(d, _)| *d == results[0].0));
+    assert_eq!(repo.read_object(&results[0].0, 1 << 20).unwrap(), data);
+}
+
+#[test]
+fn links_are_relative_and_replaced_atomically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha256);
+    repo.set_link("streams/refs/oci/a%2Fb", "streams/x")
+        .unwrap();
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("streams/refs/oci/a%2Fb"))
+            .unwrap()
+            .to_str(),
+        Some("../../x")
+    );
+    repo.set_link("streams/refs/oci/a%2Fb", "streams/y")
+        .unwrap();
+    assert_eq!(
+        repo.resolve_link("streams/refs/oci/a%2Fb")
+            .unwrap()
+            .as_deref(),
+        Some("streams/y")
+    );
+    let listed = repo.list_links("streams/refs", true).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "oci/a%2Fb");
+    // No temporary links left behind.
+    let names: Vec<_> = std::fs::read_dir(tmp.path().join("streams/refs/oci"))
+        .unwrap()
+        .collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
+fn read_only_filesystem_permissions_make_repository_read_only() {
+    if rustix::process::geteuid().is_root() {
+        return; // root ignores permission bits
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    drop(init(tmp.path(), Algorithm::Sha256));
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let repo = Repository::open(tmp.path(), &OpenOptions::default()).unwrap();
+    assert!(repo.read_only_reason().is_some());
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
