@@ -160,14 +160,11 @@ impl Meta {
     }
 
     /// The `meta.json` written when an old repository (no `meta.json`) is
-    /// upgraded: V2 images, no flags (what composefs-rs writes).
+    /// upgraded. composefs-rs 0.9 writes its default configuration, EROFS V1
+    /// with the `v1_erofs` flag (its documentation says V2; the observed
+    /// behaviour is followed, see `docs/spec-deviations.md`).
     pub fn upgraded(alg: Algorithm) -> Self {
-        Meta {
-            version: FORMAT_VERSION,
-            algorithm: algorithm_name(alg).into(),
-            features: Features::default(),
-            erofs_formats: None,
-        }
+        Meta::new(alg, 1)
     }
 
     /// Parses and validates `meta.json` text.

@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 
@@ -29,7 +29,7 @@ use super::from_dir::{Opened, scan_directory_with};
 use super::{
     ExternalFile, FileRef, InodeId, InodeKind, RegularFile, ScanError, ScanOptions, ScannedTree,
 };
-use crate::objects::ObjectDir;
+use crate::objects::{ObjectDir, Stored};
 use crate::sys::file_map::FileMap;
 use crate::verity::{Algorithm, Digest, FsVerityHasher, enable_verity, resolve_threads};
 
@@ -99,6 +99,38 @@ pub enum BuildError {
     Content(#[from] ContentError),
 }
 
+/// Where [`build_from_directory_into`] stores external files, and the check
+/// each new object passes before it is published (e.g. enabling fs-verity).
+#[derive(Clone, Copy)]
+pub struct Store<'a> {
+    /// The object directory.
+    pub objects: &'a ObjectDir,
+    /// Runs on each new object (opened read-only) with its digest.
+    pub finish: &'a (dyn Fn(&File, &Digest) -> io::Result<()> + Sync),
+}
+
+impl std::fmt::Debug for Store<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("objects", &self.objects.path())
+            .finish()
+    }
+}
+
+/// Counters of the content pass, updated as files are processed (for
+/// progress display from another thread).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Regular files processed.
+    pub files: AtomicU64,
+    /// Bytes of regular files processed.
+    pub bytes: AtomicU64,
+    /// Objects newly written to the store.
+    pub stored: AtomicU64,
+    /// Bytes of objects newly written to the store.
+    pub stored_bytes: AtomicU64,
+}
+
 /// One file for a worker.
 struct Job {
     inode: InodeId,
@@ -119,8 +151,25 @@ pub fn build_from_directory(
     opts: &ContentOptions,
 ) -> Result<ScannedTree, BuildError> {
     let store = open_store(opts)?;
+    let finish = best_effort_verity(opts.algorithm);
+    let store_ref = store.as_ref().map(|objects| Store {
+        objects,
+        finish: &finish,
+    });
+    build_from_directory_into(root, scan, opts, store_ref, None)
+}
+
+/// [`build_from_directory`] storing external files into `store` (instead of
+/// [`ContentOptions::store`]) and counting progress.
+pub fn build_from_directory_into(
+    root: &Path,
+    scan: &ScanOptions,
+    opts: &ContentOptions,
+    store: Option<Store<'_>>,
+    progress: Option<&Progress>,
+) -> Result<ScannedTree, BuildError> {
     let mut scanned = None;
-    let outcomes = run_pool(opts, store.as_ref(), |send| {
+    let outcomes = run_pool(opts, store, progress, |send| {
         let mut on_file = |f: &FileRef, how: Opened<'_>| -> Result<(), BuildError> {
             let path = root.join(OsStr::from_bytes(&f.path));
             let file = match how {
@@ -155,8 +204,8 @@ pub fn build_from_directory(
     })?;
     apply(&mut scanned, outcomes);
     if let Some(store) = &store {
-        store.sync().map_err(|source| ContentError::Store {
-            path: store.path().to_path_buf(),
+        store.objects.sync().map_err(|source| ContentError::Store {
+            path: store.objects.path().to_path_buf(),
             source,
         })?;
     }
@@ -167,8 +216,13 @@ pub fn build_from_directory(
 /// module docs).
 pub fn read_contents(scan: &mut ScannedTree, opts: &ContentOptions) -> Result<(), ContentError> {
     let store = open_store(opts)?;
+    let finish = best_effort_verity(opts.algorithm);
+    let store_ref = store.as_ref().map(|objects| Store {
+        objects,
+        finish: &finish,
+    });
     let files = std::mem::take(&mut scan.files);
-    let result = run_pool(opts, store.as_ref(), |send| {
+    let result = run_pool(opts, store_ref, None, |send| {
         for f in &files {
             let path = scan.display_path(f);
             let file = scan.open(f).map_err(|source| ContentError::Read {
@@ -193,6 +247,15 @@ pub fn read_contents(scan: &mut ScannedTree, opts: &ContentOptions) -> Result<()
         })?;
     }
     Ok(())
+}
+
+/// The finisher of `mkcomposefs --digest-store`: enable fs-verity where the
+/// filesystem supports it, like C; never an error.
+fn best_effort_verity(alg: Algorithm) -> impl Fn(&File, &Digest) -> io::Result<()> + Sync {
+    move |f: &File, _: &Digest| {
+        let _ = enable_verity(std::os::fd::AsFd::as_fd(f), alg);
+        Ok(())
+    }
 }
 
 fn open_store(opts: &ContentOptions) -> Result<Option<ObjectDir>, ContentError> {
@@ -227,7 +290,8 @@ fn apply(scan: &mut ScannedTree, outcomes: Vec<(InodeId, Outcome)>) {
 /// outcome, or the producer's error, or the first worker error.
 fn run_pool<E: From<ContentError>>(
     opts: &ContentOptions,
-    store: Option<&ObjectDir>,
+    store: Option<Store<'_>>,
+    progress: Option<&Progress>,
     produce: impl FnOnce(&mut dyn FnMut(Job)) -> Result<(), E>,
 ) -> Result<Vec<(InodeId, Outcome)>, E> {
     let threads = resolve_threads(opts.threads);
@@ -247,7 +311,7 @@ fn run_pool<E: From<ContentError>>(
                     if failed.load(Ordering::Relaxed) {
                         continue; // drain without work after a failure
                     }
-                    match process(&job, opts, store, &mut buf) {
+                    match process(&job, opts, store, progress, &mut buf) {
                         Ok(outcome) => mine.push((job.inode, outcome)),
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
@@ -284,7 +348,8 @@ fn run_pool<E: From<ContentError>>(
 fn process(
     job: &Job,
     opts: &ContentOptions,
-    store: Option<&ObjectDir>,
+    store: Option<Store<'_>>,
+    progress: Option<&Progress>,
     buf: &mut [u8],
 ) -> Result<Outcome, ContentError> {
     let read_err = |source| ContentError::Read {
@@ -308,6 +373,10 @@ fn process(
                 expected: job.size,
             });
         }
+        if let Some(p) = progress {
+            p.files.fetch_add(1, Ordering::Relaxed);
+            p.bytes.fetch_add(job.size, Ordering::Relaxed);
+        }
         return Ok(Outcome::Inline(buf[..len].into()));
     }
     let digest = hash_file(job, opts.algorithm, buf)
@@ -317,18 +386,22 @@ fn process(
             expected: job.size,
         })?;
     if let Some(store) = store {
-        let alg = opts.algorithm;
-        let finish = move |f: &File| {
-            // Best effort, like C: most filesystems have no fs-verity.
-            let _ = enable_verity(std::os::fd::AsFd::as_fd(f), alg);
-            Ok(())
-        };
-        store
+        let finish = |f: &File| (store.finish)(f, &digest);
+        let stored = store
+            .objects
             .copy_from(&job.file, &digest, &finish)
             .map_err(|source| ContentError::Store {
                 path: job.path.clone(),
                 source,
             })?;
+        if let (Some(p), Stored::Written) = (progress, stored) {
+            p.stored.fetch_add(1, Ordering::Relaxed);
+            p.stored_bytes.fetch_add(job.size, Ordering::Relaxed);
+        }
+    }
+    if let Some(p) = progress {
+        p.files.fetch_add(1, Ordering::Relaxed);
+        p.bytes.fetch_add(job.size, Ordering::Relaxed);
     }
     Ok(Outcome::External(digest))
 }

@@ -17,10 +17,15 @@
 
 mod contents;
 mod from_dir;
+mod transform;
 mod validate;
 
-pub use contents::{BuildError, ContentError, ContentOptions, build_from_directory, read_contents};
+pub use contents::{
+    BuildError, ContentError, ContentOptions, Progress, Store, build_from_directory,
+    build_from_directory_into, read_contents,
+};
 pub use from_dir::{FileRef, ScanError, ScanOptions, ScannedTree, scan_directory};
+pub use transform::{TransformError, XattrFilter, transform_for_oci};
 pub use validate::{MAX_NAME_LEN, TreeError};
 
 use crate::verity::Digest;
