@@ -121,6 +121,24 @@ pub enum RepoError {
         #[source]
         source: ReadError,
     },
+    /// A source directory could not be read into a tree.
+    #[error("{}: {source}", path.display())]
+    Build {
+        /// The source directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: crate::tree::BuildError,
+    },
+    /// A source tree could not be normalised.
+    #[error("{}: {source}", path.display())]
+    Transform {
+        /// The source directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: crate::tree::TransformError,
+    },
     /// An EROFS image could not be written.
     #[error("cannot write image: {0}")]
     ImageWrite(#[from] WriteError),

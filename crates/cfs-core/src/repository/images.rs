@@ -14,7 +14,6 @@ use std::fs::File;
 use std::io::Read;
 
 use crate::erofs::reader::{Image, ReadOptions, referenced_objects};
-use crate::erofs::writer::{WriteOptions, write_image};
 use crate::tree::FileSystem;
 use crate::verity::{Digest, digest_bytes};
 
@@ -44,24 +43,15 @@ impl Repository {
         }
         let mut primary = None;
         for version in self.erofs_versions() {
-            let opts = match version {
-                0 => WriteOptions {
-                    min_version: 0,
-                    max_version: 1,
-                },
-                1 => WriteOptions {
-                    min_version: 1,
-                    max_version: 1,
-                },
-                v => {
-                    return Err(RepoError::UnsupportedErofsFormat {
+            let data = super::create::image_bytes(fs, version).map_err(|e| match e {
+                RepoError::UnsupportedErofsFormat { version, .. } => {
+                    RepoError::UnsupportedErofsFormat {
                         path: self.path().to_path_buf(),
-                        version: v,
-                    });
+                        version,
+                    }
                 }
-            };
-            let mut data = Vec::new();
-            write_image(fs, &opts, &mut data)?;
+                e => e,
+            })?;
             let digest = self.commit_image_object(&data)?;
             primary.get_or_insert(digest);
         }

@@ -37,6 +37,7 @@
 //! **Locking.** Every handle holds a shared `flock` on the repository
 //! directory; garbage collection takes it exclusively (see [`lock`]).
 
+mod create;
 mod error;
 pub mod fsck;
 pub mod gc;
@@ -56,6 +57,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;
 
+pub use create::{DirImageOptions, INLINE_MAX, compute_image_id, image_bytes, read_directory_tree};
 pub use error::{RepoError, Result};
 pub use images::{ImageRef, MAX_IMAGE_LEN};
 pub use meta::{Access, Meta};
