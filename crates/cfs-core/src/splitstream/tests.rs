@@ -432,3 +432,37 @@ fn long_inline_chunks_come_in_pieces() {
         .collect();
     assert_eq!(joined, data);
 }
+
+/// Writes seed inputs for the `splitstream_read` fuzz target into the
+/// directory named by `CFS_FUZZ_SEEDS` (see `fuzz/README.md`).
+#[test]
+#[ignore = "writes fuzz seeds when CFS_FUZZ_SEEDS is set"]
+fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("CFS_FUZZ_SEEDS") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    for (name, algorithm) in [("sha256", Algorithm::Sha256), ("sha512", Algorithm::Sha512)] {
+        let d = |n: u8| digest_bytes(algorithm, &[n]);
+        let mut w = SplitStreamWriter::new(algorithm, ContentType::OCI_LAYER);
+        w.write_inline(&[b'h'; 512]);
+        w.add_external(&d(1), 100).unwrap();
+        w.write_inline(&[0; 12]);
+        w.add_external(&d(2), 65).unwrap();
+        w.add_external(&d(1), 100).unwrap();
+        w.write_inline(&[0; 1024]);
+        w.add_named_ref("sha256:layer", &d(3)).unwrap();
+        w.add_named_ref("composefs.image", &d(4)).unwrap();
+        let ss = w.finish().unwrap();
+        std::fs::write(dir.join(format!("layer-{name}.ss")), &ss).unwrap();
+        let mut old = ss[16..32].to_vec();
+        old.extend_from_slice(&[0, 0]);
+        old.extend_from_slice(&ss[..12]);
+        old.extend_from_slice(&ss[14..16]);
+        old.extend_from_slice(&ss[32..]);
+        SplitStream::parse(&old).unwrap();
+        std::fs::write(dir.join(format!("old-header-{name}.ss")), old).unwrap();
+    }
+    let empty = SplitStreamWriter::new(Algorithm::Sha256, ContentType::OCI_BLOB);
+    std::fs::write(dir.join("empty.ss"), empty.finish().unwrap()).unwrap();
+}
