@@ -47,7 +47,7 @@ pub mod meta;
 mod objects;
 pub mod paths;
 mod refs;
-// mod streams; (enabled once the splitstream module lands)
+mod streams;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -60,6 +60,7 @@ use rustix::io::Errno;
 pub use create::{DirImageOptions, INLINE_MAX, compute_image_id, image_bytes, read_directory_tree};
 pub use error::{RepoError, Result};
 pub use images::{ImageRef, MAX_IMAGE_LEN};
+pub use streams::MAX_STREAM_LEN;
 pub use meta::{Access, Meta};
 pub use refs::RefEntry;
 
