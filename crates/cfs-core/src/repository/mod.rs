@@ -59,6 +59,8 @@ use rustix::io::Errno;
 
 pub use create::{DirImageOptions, INLINE_MAX, compute_image_id, image_bytes, read_directory_tree};
 pub use error::{RepoError, Result};
+pub use fsck::{FsckOptions, FsckProgress, FsckReport};
+pub use gc::{GcOptions, GcReport};
 pub use images::{ImageRef, MAX_IMAGE_LEN};
 pub use streams::MAX_STREAM_LEN;
 pub use meta::{Access, Meta};
