@@ -62,9 +62,9 @@ pub use error::{RepoError, Result};
 pub use fsck::{FsckOptions, FsckProgress, FsckReport};
 pub use gc::{GcOptions, GcReport};
 pub use images::{ImageRef, MAX_IMAGE_LEN};
-pub use streams::MAX_STREAM_LEN;
 pub use meta::{Access, Meta};
 pub use refs::RefEntry;
+pub use streams::MAX_STREAM_LEN;
 
 use crate::objects::ObjectDir;
 use crate::verity::{Algorithm, VerityError, enable_verity, measure_verity};

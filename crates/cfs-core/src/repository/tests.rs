@@ -245,3 +245,110 @@ fn read_only_filesystem_permissions_make_repository_read_only() {
     assert!(repo.read_only_reason().is_some());
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn streams_round_trip_through_the_repository() {
+    use crate::splitstream::{ContentType, SplitStreamWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha256);
+    let big = vec![0xabu8; 10_000];
+    let (obj, _) = repo.ensure_object_bytes(&big).unwrap();
+    let mut w = SplitStreamWriter::new(Algorithm::Sha256, ContentType::OCI_LAYER);
+    w.write_inline(b"header");
+    w.add_external(&obj, big.len() as u64).unwrap();
+    w.write_inline(b"trailer");
+    let layer = repo
+        .write_stream("oci-layer-sha256:1234", w, Some("mylayer"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("streams/oci-layer-sha256:1234")).unwrap(),
+        Path::new("..").join(paths::object_path(&layer))
+    );
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("streams/refs/mylayer")).unwrap(),
+        Path::new("../oci-layer-sha256:1234")
+    );
+    let mut expected = b"header".to_vec();
+    expected.extend_from_slice(&big);
+    expected.extend_from_slice(b"trailer");
+    for name in ["oci-layer-sha256:1234", "refs/mylayer", "mylayer"] {
+        let mut out = Vec::new();
+        repo.cat_stream(name, &mut out).unwrap();
+        assert_eq!(out, expected, "{name}");
+    }
+    assert_eq!(
+        repo.has_stream("oci-layer-sha256:1234").unwrap(),
+        Some(layer)
+    );
+    assert_eq!(repo.has_stream("oci-layer-sha256:9999").unwrap(), None);
+    let err = repo.cat_stream("nope", &mut Vec::new()).unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    // A missing external object is named in the error.
+    std::fs::remove_file(tmp.path().join(paths::object_path(&obj))).unwrap();
+    let err = repo.cat_stream("mylayer", &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains(&obj.to_hex()), "{err}");
+}
+
+#[test]
+fn images_are_written_named_resolved_and_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha512);
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("usr/bin")).unwrap();
+    std::fs::write(src.join("usr/bin/tool"), vec![1u8; 5000]).unwrap();
+    std::fs::write(src.join("usr/small"), b"tiny").unwrap();
+    let opts = DirImageOptions::default();
+    let digest = repo
+        .create_image_from_dir(&src, &opts, Some("a/b"), None)
+        .unwrap();
+    let again = compute_image_id(&src, Algorithm::Sha512, 1, &opts).unwrap();
+    assert_eq!(digest, again);
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("images/refs/a/b")).unwrap(),
+        Path::new("../..").join(digest.to_hex())
+    );
+    // A name with a slash is relative to images/, as in composefs-rs.
+    assert!(repo.resolve_image("a/b").unwrap_err().is_not_found());
+    assert_eq!(repo.resolve_image("refs/a/b").unwrap(), digest);
+    assert_eq!(repo.resolve_image(&digest.to_hex()).unwrap(), digest);
+    let (file, d) = repo.open_image(&digest.to_hex()).unwrap();
+    assert_eq!(d, digest);
+    assert!(file.metadata().unwrap().len() > 0);
+    let objects = repo.image_objects("refs/a/b").unwrap();
+    let tool = crate::verity::digest_bytes(Algorithm::Sha512, &[1u8; 5000]);
+    assert_eq!(objects, [tool]);
+    assert!(repo.has_object(&tool).unwrap());
+    let listed = repo.list_images().unwrap();
+    assert_eq!(
+        listed,
+        [ImageRef {
+            name: "a/b".into(),
+            digest: Some(digest)
+        }]
+    );
+    // A corrupted image object is refused when opened by digest.
+    let obj = tmp.path().join(paths::object_path(&digest));
+    let mut data = std::fs::read(&obj).unwrap();
+    data[100] ^= 1;
+    std::fs::write(&obj, &data).unwrap();
+    let err = repo.open_image(&digest.to_hex()).unwrap_err();
+    assert!(matches!(err, RepoError::DigestMismatch { .. }), "{err}");
+}
+
+#[test]
+fn import_image_validates_and_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha256);
+    let err = repo
+        .import_image(&b"not an image"[..], Some("bad"))
+        .unwrap_err();
+    assert!(matches!(err, RepoError::Image { .. }), "{err}");
+    assert!(!tmp.path().join("images/refs/bad").exists());
+    let fs = crate::tree::FileSystem::new(crate::tree::Stat {
+        mode: 0o755,
+        ..Default::default()
+    });
+    let data = image_bytes(&fs, 1).unwrap();
+    let d = repo.import_image(&data[..], Some("empty")).unwrap();
+    assert_eq!(repo.resolve_image("empty").unwrap(), d);
+}
