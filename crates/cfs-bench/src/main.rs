@@ -11,7 +11,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod mkcomposefs;
+mod process;
 mod report;
+mod repository;
 mod verity;
 mod verity_tree;
 
@@ -44,6 +46,12 @@ const BENCHMARKS: &[Benchmark] = &[
         about: "mkcomposefs --from-file and directory mode on /usr: time, peak RSS, SHA-256 bound",
         usage: mkcomposefs::USAGE,
         run: mkcomposefs::run,
+    },
+    Benchmark {
+        name: "repository",
+        about: "cfsctl create-image of /usr into an empty and a populated repository",
+        usage: repository::USAGE,
+        run: repository::run,
     },
 ];
 

@@ -18,6 +18,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 use cfs_core::verity::default_threads;
 
+use crate::process::{best_of, measure, verdict_max};
 use crate::report::{line, load_average, openssl_speed};
 
 pub(crate) const USAGE: &str = "\
@@ -69,54 +70,6 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-/// One measured process run.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    wall: f64,
-    cpu: f64,
-    max_rss_kib: u64,
-}
-
-/// Runs `cmd` under GNU time; fails if the command fails.
-fn measure(cmd: &[&std::ffi::OsStr], tmp: &Path) -> Result<Run> {
-    let report = tmp.join("time.out");
-    let out = Command::new("/usr/bin/time")
-        .arg("-o")
-        .arg(&report)
-        .args(["-f", "%e %U %S %M"])
-        .args(cmd)
-        .output()
-        .context("running /usr/bin/time (Debian package `time`)")?;
-    if !out.status.success() {
-        bail!(
-            "{:?} failed: {}",
-            cmd,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = std::fs::read_to_string(&report)?;
-    let f: Vec<&str> = text.split_whitespace().collect();
-    ensure!(f.len() >= 4, "unexpected GNU time output {text:?}");
-    Ok(Run {
-        wall: f[0].parse()?,
-        cpu: f[1].parse::<f64>()? + f[2].parse::<f64>()?,
-        max_rss_kib: f[3].parse()?,
-    })
-}
-
-fn best_of(runs: usize, mut f: impl FnMut() -> Result<Run>) -> Result<(Run, u64)> {
-    let mut best: Option<Run> = None;
-    let mut peak = 0;
-    for _ in 0..runs {
-        let r = f()?;
-        peak = peak.max(r.max_rss_kib);
-        if best.is_none_or(|b| r.wall < b.wall) {
-            best = Some(r);
-        }
-    }
-    Ok((best.context("no run")?, peak))
-}
-
 /// Bytes of regular files larger than the inline limit (what directory mode hashes).
 fn hashed_bytes(tree: &Path) -> Result<(u64, u64)> {
     let mut bytes = 0;
@@ -137,14 +90,6 @@ fn hashed_bytes(tree: &Path) -> Result<(u64, u64)> {
         }
     }
     Ok((bytes, files))
-}
-
-fn verdict_max(value: f64, target: f64) -> &'static str {
-    if value <= target {
-        "PASS"
-    } else {
-        "ABOVE TARGET"
-    }
 }
 
 pub(crate) fn run(args: &[String]) -> Result<()> {

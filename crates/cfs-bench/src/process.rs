@@ -1,0 +1,64 @@
+//! Running a command under GNU time (`/usr/bin/time`, Debian package
+//! `time`): wall time, CPU time and peak RSS of whole processes.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// One measured process run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Run {
+    pub(crate) wall: f64,
+    pub(crate) cpu: f64,
+    pub(crate) max_rss_kib: u64,
+}
+
+/// Runs `cmd` under GNU time; fails if the command fails.
+pub(crate) fn measure(cmd: &[&std::ffi::OsStr], tmp: &Path) -> Result<Run> {
+    let report = tmp.join("time.out");
+    let out = Command::new("/usr/bin/time")
+        .arg("-o")
+        .arg(&report)
+        .args(["-f", "%e %U %S %M"])
+        .args(cmd)
+        .output()
+        .context("running /usr/bin/time (Debian package `time`)")?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = std::fs::read_to_string(&report)?;
+    let f: Vec<&str> = text.split_whitespace().collect();
+    ensure!(f.len() >= 4, "unexpected GNU time output {text:?}");
+    Ok(Run {
+        wall: f[0].parse()?,
+        cpu: f[1].parse::<f64>()? + f[2].parse::<f64>()?,
+        max_rss_kib: f[3].parse()?,
+    })
+}
+
+pub(crate) fn best_of(runs: usize, mut f: impl FnMut() -> Result<Run>) -> Result<(Run, u64)> {
+    let mut best: Option<Run> = None;
+    let mut peak = 0;
+    for _ in 0..runs {
+        let r = f()?;
+        peak = peak.max(r.max_rss_kib);
+        if best.is_none_or(|b| r.wall < b.wall) {
+            best = Some(r);
+        }
+    }
+    Ok((best.context("no run")?, peak))
+}
+
+/// Verdict text for a measured value against an upper bound.
+pub(crate) fn verdict_max(value: f64, target: f64) -> &'static str {
+    if value <= target {
+        "PASS"
+    } else {
+        "ABOVE TARGET"
+    }
+}
