@@ -8,3 +8,4 @@ mod cli;
 mod compat;
 mod mount;
 mod support;
+mod crash;
