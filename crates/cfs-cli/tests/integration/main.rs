@@ -7,4 +7,5 @@ mod corpus;
 mod cli;
 mod compat;
 mod mount;
+mod repo;
 mod support;
