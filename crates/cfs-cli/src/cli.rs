@@ -38,28 +38,35 @@ pub(crate) struct GlobalOpts {
     /// The repository directory.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["user", "system"])]
     pub(crate) repo: Option<PathBuf>,
-    /// Use the per-user repository, $HOME/.var/lib/composefs (the default
-    /// unless running as root).
+    /// Use the per-user repository, $HOME/.var/lib/composefs.
+    ///
+    /// This is the default unless running as root.
     #[arg(long, conflicts_with = "system")]
     pub(crate) user: bool,
-    /// Use the system repository, /sysroot/composefs (the default for root).
+    /// Use the system repository, /sysroot/composefs.
+    ///
+    /// This is the default when running as root.
     #[arg(long)]
     pub(crate) system: bool,
-    /// Digest algorithm: must agree with the repository's meta.json; without a
-    /// repository it selects the digest of compute-id and create-dumpfile
-    /// (default sha512).
+    /// Digest algorithm (checked against the repository's meta.json).
+    ///
+    /// Without a repository it selects the digest of compute-id and
+    /// create-dumpfile (default sha512).
     #[arg(long, value_enum, value_name = "HASH")]
     pub(crate) hash: Option<HashArg>,
-    /// EROFS format of images written by this invocation (create-image,
-    /// compute-id) or the default format of a new repository (init). cfs
-    /// writes formats 0 and 1 only.
+    /// EROFS format to write (create-image, compute-id, init).
+    ///
+    /// Overrides the repository's configured format for this invocation
+    /// (meta.json is not changed); for init, the default format of the new
+    /// repository. cfs writes formats 0 and 1 only.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
     pub(crate) erofs_version: Option<u32>,
     /// Fail unless the repository has fs-verity (is not insecure).
     #[arg(long)]
     pub(crate) require_verity: bool,
-    /// Do not write meta.json into an old repository that lacks one (it is
-    /// then used read-only).
+    /// Do not add meta.json to an old repository that lacks one.
+    ///
+    /// Such a repository is then used read-only.
     #[arg(long)]
     pub(crate) no_upgrade: bool,
     /// Do not open a repository (compute-id and create-dumpfile only).
@@ -147,12 +154,15 @@ pub(crate) struct InitArgs {
     /// First remove streams/, images/ and meta.json (objects/ is kept).
     #[arg(long)]
     pub(crate) reset_metadata: bool,
-    /// Accept an existing repository as it is (only its algorithm must match);
-    /// upgrade an old one that lacks meta.json.
+    /// Accept an existing repository as it is.
+    ///
+    /// Only its algorithm must match; an old repository without meta.json
+    /// is upgraded.
     #[arg(long)]
     pub(crate) ensure: bool,
-    /// Default EROFS format of the repository's images (default: the global
-    /// --erofs-version, else 1).
+    /// Default EROFS format of the repository's images.
+    ///
+    /// Defaults to the global --erofs-version, else 1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
     pub(crate) erofs_version: Option<u32>,
 }
@@ -160,12 +170,17 @@ pub(crate) struct InitArgs {
 /// How a directory tree is read (create-image, compute-id, create-dumpfile).
 #[derive(Debug, Args)]
 pub(crate) struct TreeOpts {
-    /// Keep the tree as it is: no root metadata from /usr, /run not
-    /// emptied, every xattr kept.
+    /// Keep the tree as it is (no OCI normalisation).
+    ///
+    /// By default the root directory takes /usr's metadata, /run is
+    /// emptied and xattrs are filtered (see --xattrs); this turns all of it
+    /// off.
     #[arg(long)]
     pub(crate) no_propagate_usr_to_root: bool,
-    /// Which xattrs the normalisation keeps: allowlist-only
-    /// (security.capability) or keep-user-xattrs (also user.*).
+    /// Xattrs the normalisation keeps: allowlist-only or keep-user-xattrs.
+    ///
+    /// allowlist-only keeps security.capability; keep-user-xattrs also
+    /// keeps user.*.
     #[arg(long, value_name = "MODE", default_value = "allowlist-only", value_parser = parse_xattr_filter)]
     pub(crate) xattrs: XattrFilter,
 }
