@@ -8,4 +8,5 @@ mod cli;
 mod compat;
 mod mount;
 mod repo;
+mod repo_interop;
 mod support;

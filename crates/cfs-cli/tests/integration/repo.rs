@@ -15,14 +15,14 @@ use cfs_core::splitstream::{ContentType, SplitStreamWriter};
 use crate::support::{run, tool};
 
 /// `cfsctl --repo REPO`.
-fn cfsctl(repo: &Path) -> Command {
+pub(crate) fn cfsctl(repo: &Path) -> Command {
     let mut c = tool("cfsctl");
     c.arg("--repo").arg(repo);
     c
 }
 
 /// Asserts success; returns stdout.
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -46,7 +46,7 @@ fn fails(out: &Output, code: i32) -> String {
 }
 
 /// Deterministic bytes.
-fn data(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
@@ -54,7 +54,7 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 
 /// Regular files of the generated tree: (path, size). Files over 64 bytes
 /// become objects.
-const FILES: &[(&str, usize)] = &[
+pub(crate) const FILES: &[(&str, usize)] = &[
     ("usr/bin/tool", 1000),
     ("usr/lib/exact64", 64),
     ("usr/lib/f65", 65),
@@ -64,7 +64,7 @@ const FILES: &[(&str, usize)] = &[
 ];
 
 /// A small tree with (optionally) a `usr/` directory and no hard links.
-fn make_tree(root: &Path, seed: u8, with_usr: bool) {
+pub(crate) fn make_tree(root: &Path, seed: u8, with_usr: bool) {
     for (i, (path, size)) in FILES.iter().enumerate() {
         if !with_usr && path.starts_with("usr/") {
             continue;
@@ -82,7 +82,7 @@ fn make_tree(root: &Path, seed: u8, with_usr: bool) {
 }
 
 /// Creates an insecure repository with `algorithm` (`fsverity-sha256-12`…).
-fn init(repo: &Path, algorithm: &str) {
+pub(crate) fn init(repo: &Path, algorithm: &str) {
     ok(&run(cfsctl(repo).args([
         "init",
         "--insecure",
@@ -767,107 +767,4 @@ fn help_and_version() {
     // The C-compatible tools keep their own parsers.
     let err = fails(&run(tool("cfsctl").args(["mkcomposefs", "--bogus"])), 1);
     assert!(!err.is_empty());
-}
-
-/// The reference composefs-rs 0.9 `cfsctl`, if installed (not in CI).
-fn reference() -> Option<PathBuf> {
-    let path = std::env::var_os("CFS_REFERENCE_CFSCTL")
-        .map_or_else(|| PathBuf::from("/tmp/cfsctl094/bin/cfsctl"), PathBuf::from);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("reference cfsctl not found at {}: skipped", path.display());
-        None
-    }
-}
-
-#[test]
-fn interop_with_reference_cfsctl() {
-    let Some(reference) = reference() else {
-        return;
-    };
-    let theirs = |repo: &Path| {
-        let mut c = Command::new(&reference);
-        c.arg("--repo").arg(repo).stdin(Stdio::null());
-        c
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("tree");
-    make_tree(&tree, 13, true);
-    std::fs::create_dir_all(tree.join("run/state")).unwrap();
-    std::fs::write(tree.join("run/state/pid"), data(100, 1)).unwrap();
-    std::fs::hard_link(tree.join("usr/bin/tool"), tree.join("usr/bin/tool2")).unwrap();
-
-    // A repository made by cfs, used by the reference.
-    let ours_repo = tmp.path().join("ours");
-    init(&ours_repo, "fsverity-sha512-12");
-    let ours_id = ok(&run(cfsctl(&ours_repo)
-        .arg("create-image")
-        .arg(&tree)
-        .arg("img")));
-    let ours_plain = ok(&run(cfsctl(&ours_repo)
-        .args(["create-image", "--no-propagate-usr-to-root"])
-        .arg(&tree)
-        .arg("plain")));
-    assert_eq!(
-        ok(&run(theirs(&ours_repo).arg("images"))),
-        ok(&run(cfsctl(&ours_repo).arg("images")))
-    );
-    // The /run file's object is unreferenced in both tools (stored during the scan).
-    let dry = ok(&run(theirs(&ours_repo).args(["gc", "--dry-run"])));
-    assert_eq!(dry, ok(&run(cfsctl(&ours_repo).args(["gc", "--dry-run"]))));
-    let fsck = ok(&run(theirs(&ours_repo).arg("fsck")));
-    assert!(fsck.ends_with("status: ok\n"), "{fsck}");
-    assert_eq!(
-        ok(&run(theirs(&ours_repo).args(["image-objects", "img"])))
-            .lines()
-            .collect::<std::collections::BTreeSet<_>>(),
-        ok(&run(cfsctl(&ours_repo).args(["image-objects", "img"])))
-            .lines()
-            .collect()
-    );
-
-    // A repository made by the reference, used by cfs.
-    let their_repo = tmp.path().join("theirs");
-    ok(&run(theirs(&their_repo).args(["init", "--insecure"])));
-    assert_eq!(
-        std::fs::read(their_repo.join("meta.json")).unwrap(),
-        std::fs::read(ours_repo.join("meta.json")).unwrap()
-    );
-    let their_id = ok(&run(theirs(&their_repo)
-        .arg("create-image")
-        .arg(&tree)
-        .arg("img")));
-    let their_plain = ok(&run(theirs(&their_repo)
-        .args(["create-image", "--no-propagate-usr-to-root"])
-        .arg(&tree)
-        .arg("plain")));
-    assert_eq!(ours_id, their_id);
-    assert_eq!(ours_plain, their_plain);
-    assert_eq!(
-        ok(&run(cfsctl(&their_repo).arg("images"))),
-        ok(&run(theirs(&their_repo).arg("images")))
-    );
-    assert_eq!(
-        ok(&run(cfsctl(&their_repo).args(["gc", "--dry-run"]))),
-        ok(&run(theirs(&their_repo).args(["gc", "--dry-run"])))
-    );
-    ok(&run(cfsctl(&their_repo).arg("fsck")));
-    assert_eq!(
-        ok(&run(cfsctl(&their_repo).args(["dump", "img"]))),
-        ok(&run(cfsctl(&ours_repo).args(["dump", "img"])))
-    );
-    // compute-id agrees too.
-    assert_eq!(
-        ok(&run(theirs(&their_repo).arg("compute-id").arg(&tree))),
-        ok(&run(cfsctl(&their_repo).arg("compute-id").arg(&tree)))
-    );
-    // gc by cfs, then the reference finds a consistent repository.
-    ok(&run(cfsctl(&their_repo).arg("gc")));
-    let fsck = ok(&run(theirs(&their_repo).arg("fsck")));
-    assert!(fsck.ends_with("status: ok\n"), "{fsck}");
-    // And the other way round.
-    ok(&run(theirs(&ours_repo).arg("gc")));
-    ok(&run(cfsctl(&ours_repo).arg("fsck")));
-    ok(&run(cfsctl(&ours_repo).args(["dump", "img"])));
 }
