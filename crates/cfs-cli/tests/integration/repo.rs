@@ -605,6 +605,13 @@ fn transaction_holds_off_gc() {
         "gc ran during a transaction"
     );
     ok(&run(cfsctl(&repo).args(["gc", "--dry-run"])));
+    // Nor can the metadata be reset under it.
+    let err = fails(
+        &run(cfsctl(&repo).args(["init", "--insecure", "--reset-metadata"])),
+        1,
+    );
+    assert!(err.contains("in use"), "{err}");
+    assert!(repo.join("meta.json").is_file());
     holder.kill().unwrap();
     holder.wait().unwrap();
     let out = gc.wait_with_output().unwrap();
@@ -630,7 +637,7 @@ fn cat_reassembles_a_stream() {
     let mut expected = b"header".to_vec();
     expected.extend_from_slice(&payload);
     expected.extend_from_slice(b"trailer");
-    for name in ["test-stream", "refs/mystream"] {
+    for name in ["test-stream", "refs/mystream", "mystream"] {
         let out = run(cfsctl(&repo_path).args(["cat", name]));
         assert!(
             out.status.success(),
@@ -713,6 +720,13 @@ fn repository_options_and_errors() {
         "{err}"
     );
     ok(&run(cfsctl(&repo).args(["--hash", "sha512", "images"])));
+    let err = fails(
+        &run(cfsctl(&repo)
+            .args(["--hash", "sha256", "compute-id"])
+            .arg(&tree)),
+        1,
+    );
+    assert!(err.contains("but --hash sha256 was specified"), "{err}");
 
     // --no-repo only for compute-id and create-dumpfile.
     let err = fails(&run(cfsctl(&repo).args(["--no-repo", "images"])), 1);
