@@ -107,7 +107,7 @@ pub(crate) enum Command {
     Transaction,
     /// Write a split stream's original bytes to stdout.
     Cat {
-        /// A stream content id, or refs/<name>.
+        /// A stream content id, or refs/NAME.
         name: String,
     },
     /// Delete objects that no image or stream ref reaches.
@@ -128,12 +128,12 @@ pub(crate) enum Command {
     CreateDumpfile(TreeArgs),
     /// List the objects an image references.
     ImageObjects {
-        /// Image name, refs/<name>, or hex digest.
+        /// Image name, refs/NAME, or hex digest.
         name: String,
     },
     /// Print an image of the repository as a dumpfile.
     Dump {
-        /// Image name, refs/<name>, or hex digest.
+        /// Image name, refs/NAME, or hex digest.
         name: String,
     },
     /// Check the repository's integrity.
@@ -271,7 +271,7 @@ fn parse_xattr_filter(text: &str) -> Result<XattrFilter, String> {
     })
 }
 
-/// Runs `cfsctl` with `args` (without argv[0]).
+/// Runs `cfsctl` with `args` (without `argv[0]`).
 pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
     let argv = std::iter::once(OsString::from("cfsctl")).chain(args);
     let cli = match Cli::try_parse_from(argv) {
