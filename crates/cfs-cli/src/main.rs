@@ -1,12 +1,15 @@
 //! `cfsctl`: one binary that also acts as `mkcomposefs` and `composefs-info`
 //! when called by those names (`argv[0]`) or as `cfsctl mkcomposefs …` /
-//! `cfsctl composefs-info …`.
+//! `cfsctl composefs-info …`; otherwise the `cfsctl` repository commands
+//! (see [`cli`]).
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cli;
 mod cmd;
 mod getopt;
 mod output;
+mod progress;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -51,37 +54,17 @@ fn run(tool: Tool, args: Vec<OsString>) -> ExitCode {
     }
 }
 
-const CFSCTL_USAGE: &str = "\
-Usage: cfsctl COMMAND [ARGS...]
-
-Commands:
-  mkcomposefs [OPTIONS] SOURCE IMAGE      build a composefs image (drop-in for C mkcomposefs)
-  composefs-info [OPTIONS] COMMAND IMAGE  inspect composefs images (drop-in for C composefs-info)
-
-The binary also acts as `mkcomposefs` or `composefs-info` when invoked by that name.
-Run `cfsctl COMMAND --help` for a command's options.";
-
+/// `cfsctl ARGS…`: `mkcomposefs`/`composefs-info` as a first argument run
+/// those tools with their own (getopt) parser; anything else goes to the
+/// clap command line.
 fn cfsctl(args: Vec<OsString>) -> ExitCode {
-    let Some(first) = args.first() else {
-        eprintln!("{CFSCTL_USAGE}");
-        return ExitCode::FAILURE;
-    };
-    let first = first.to_string_lossy();
-    match first.as_ref() {
-        "-h" | "--help" | "help" => {
-            println!("{CFSCTL_USAGE}");
-            ExitCode::SUCCESS
-        }
-        "-V" | "--version" => {
-            println!("cfsctl {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        name => match Tool::from_name(name) {
-            Some(tool) if tool != Tool::Cfsctl => run(tool, args[1..].to_vec()),
-            _ => {
-                eprintln!("cfsctl: unknown command '{name}'\n\n{CFSCTL_USAGE}");
-                ExitCode::FAILURE
-            }
-        },
+    if let Some(tool) = args
+        .first()
+        .and_then(|a| a.to_str())
+        .and_then(Tool::from_name)
+        .filter(|&t| t != Tool::Cfsctl)
+    {
+        return run(tool, args[1..].to_vec());
     }
+    cli::main(args)
 }

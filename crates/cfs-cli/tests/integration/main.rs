@@ -7,5 +7,7 @@ mod corpus;
 mod cli;
 mod compat;
 mod mount;
+mod repo;
+mod repo_interop;
 mod support;
 mod crash;

@@ -19,6 +19,7 @@ use crate::verity::{Algorithm, Digest, digest_bytes};
 
 use super::Repository;
 use super::error::{RepoError, Result};
+use super::images::{image_path, image_ref_path};
 
 /// Regular files up to this size are stored in the image.
 pub const INLINE_MAX: u64 = 64;
@@ -33,6 +34,9 @@ pub struct DirImageOptions {
     pub xattrs: XattrFilter,
     /// Worker threads (0: one per CPU).
     pub threads: usize,
+    /// Write only this EROFS format instead of the ones `meta.json`
+    /// configures (`cfsctl --erofs-version`); `meta.json` is not changed.
+    pub erofs_version: Option<u32>,
 }
 
 impl Default for DirImageOptions {
@@ -41,6 +45,7 @@ impl Default for DirImageOptions {
             propagate_usr_to_root: true,
             xattrs: XattrFilter::AllowlistOnly,
             threads: 0,
+            erofs_version: None,
         }
     }
 }
@@ -132,12 +137,60 @@ impl Repository {
         if let Some(name) = name {
             super::paths::check_name("image ref", name, true)?;
         }
+        // Refuse a format we cannot write before storing anything.
+        let versions = match opts.erofs_version {
+            Some(v) => vec![v],
+            None => self.erofs_versions(),
+        };
+        if let Some(&v) = versions.iter().find(|&&v| v > 1) {
+            return Err(RepoError::UnsupportedErofsFormat {
+                path: self.path().to_path_buf(),
+                version: v,
+            });
+        }
         let finish = |f: &std::fs::File, d: &Digest| self.finish_object(f, d);
         let store = Store {
             objects: self.objects(),
             finish: &finish,
         };
         let fs = read_directory_tree(dir, self.algorithm(), opts, Some(store), progress)?;
-        self.write_image(&fs, name)
+        self.write_image_versions(&fs, name, &versions)
+    }
+
+    /// Like [`Repository::write_image`], but writes the given EROFS formats
+    /// (the first is the one named and returned) instead of the configured
+    /// ones.
+    pub fn write_image_versions(
+        &self,
+        fs: &FileSystem,
+        name: Option<&str>,
+        versions: &[u32],
+    ) -> Result<Digest> {
+        self.check_writable()?;
+        if let Some(name) = name {
+            super::paths::check_name("image ref", name, true)?;
+        }
+        let mut primary = None;
+        for &version in versions {
+            let data = image_bytes(fs, version).map_err(|e| match e {
+                RepoError::UnsupportedErofsFormat { version, .. } => {
+                    RepoError::UnsupportedErofsFormat {
+                        path: self.path().to_path_buf(),
+                        version,
+                    }
+                }
+                e => e,
+            })?;
+            let digest = self.commit_image_object(&data)?;
+            primary.get_or_insert(digest);
+        }
+        let digest = primary.ok_or_else(|| RepoError::UnsupportedErofsFormat {
+            path: self.path().to_path_buf(),
+            version: 0,
+        })?;
+        if let Some(name) = name {
+            self.set_link(&image_ref_path(name), &image_path(&digest))?;
+        }
+        Ok(digest)
     }
 }

@@ -65,7 +65,7 @@ pub enum RepoError {
         path: PathBuf,
     },
     /// The repository exists with a different configuration.
-    #[error("{}: repository already exists with a different configuration ({existing}); requested {requested}", path.display())]
+    #[error("{}: repository already initialized with different configuration ({existing}); cannot re-initialize with ({requested})", path.display())]
     ConfigMismatch {
         /// The repository path.
         path: PathBuf,

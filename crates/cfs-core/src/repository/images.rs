@@ -37,32 +37,7 @@ impl Repository {
     /// generates, links each as `images/<hex>`, points `images/refs/<name>`
     /// at the default format's image, and returns that image's digest.
     pub fn write_image(&self, fs: &FileSystem, name: Option<&str>) -> Result<Digest> {
-        self.check_writable()?;
-        if let Some(name) = name {
-            paths::check_name("image ref", name, true)?;
-        }
-        let mut primary = None;
-        for version in self.erofs_versions() {
-            let data = super::create::image_bytes(fs, version).map_err(|e| match e {
-                RepoError::UnsupportedErofsFormat { version, .. } => {
-                    RepoError::UnsupportedErofsFormat {
-                        path: self.path().to_path_buf(),
-                        version,
-                    }
-                }
-                e => e,
-            })?;
-            let digest = self.commit_image_object(&data)?;
-            primary.get_or_insert(digest);
-        }
-        let digest = primary.ok_or_else(|| RepoError::UnsupportedErofsFormat {
-            path: self.path().to_path_buf(),
-            version: 0,
-        })?;
-        if let Some(name) = name {
-            self.set_link(&image_ref_path(name), &image_path(&digest))?;
-        }
-        Ok(digest)
+        self.write_image_versions(fs, name, &self.erofs_versions())
     }
 
     /// Stores an EROFS image given as bytes (after checking that it is a
@@ -104,7 +79,7 @@ impl Repository {
 
     /// Stores image bytes as an object, syncs (the barrier for the objects
     /// the image references), and links `images/<hex>`.
-    fn commit_image_object(&self, data: &[u8]) -> Result<Digest> {
+    pub(super) fn commit_image_object(&self, data: &[u8]) -> Result<Digest> {
         let (digest, _) = self.ensure_object_bytes(data)?;
         self.sync()?;
         self.set_link(&image_path(&digest), &paths::object_path(&digest))?;

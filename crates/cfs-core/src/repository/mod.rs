@@ -150,11 +150,25 @@ impl Repository {
                 && existing.erofs_versions() == wanted.erofs_versions()
                 && secure != opts.insecure;
             if !same {
-                let mode = |secure: bool| if secure { "secure" } else { "insecure" };
+                // Worded like composefs-rs ("algorithm: …, erofs_version: V1"),
+                // plus the security mode, which cfs also compares.
+                let describe = |meta: &Meta, secure: bool| {
+                    let versions: Vec<String> = meta
+                        .erofs_versions()
+                        .iter()
+                        .map(|v| format!("V{v}"))
+                        .collect();
+                    format!(
+                        "algorithm: {}, erofs_version: {}, verity: {}",
+                        meta.algorithm,
+                        versions.join("+"),
+                        if secure { "required" } else { "not required" }
+                    )
+                };
                 return Err(RepoError::ConfigMismatch {
                     path: path.to_path_buf(),
-                    existing: format!("{}, {}", existing.describe(), mode(secure)),
-                    requested: format!("{}, {}", wanted.describe(), mode(!opts.insecure)),
+                    existing: describe(&existing, secure),
+                    requested: describe(&wanted, !opts.insecure),
                 });
             }
             drop(dir);
@@ -170,6 +184,40 @@ impl Repository {
             Repository::open(path, &OpenOptions::default())?,
             Initialized::Created,
         ))
+    }
+
+    /// Removes `streams/`, `images/` and `meta.json` of the repository at
+    /// `path`, keeping `objects/` (`cfsctl init --reset-metadata`, the first
+    /// step of re-initialising with another configuration; images and
+    /// streams must then be re-created). Fails if any other handle has the
+    /// repository open. A missing directory is not an error.
+    pub fn reset_metadata(path: &Path) -> Result<()> {
+        let dir = match open_dir(path) {
+            Ok(dir) => dir,
+            Err(RepoError::NotInitialized { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !lock::try_lock_exclusive(dir.as_fd()).map_err(|e| RepoError::io(path, e))? {
+            return Err(RepoError::io(
+                path,
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "repository is in use by another process",
+                ),
+            ));
+        }
+        for sub in [paths::STREAMS, paths::IMAGES] {
+            match std::fs::remove_dir_all(path.join(sub)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RepoError::io(path.join(sub), e)),
+            }
+        }
+        match rustix::fs::unlinkat(&dir, paths::META_JSON, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(RepoError::io(path.join(paths::META_JSON), e)),
+        }
+        rustix::fs::fsync(&dir).map_err(|e| RepoError::io(path, e))
     }
 
     /// Opens the repository at `path`, holding the shared lock until dropped.

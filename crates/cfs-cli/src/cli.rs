@@ -1,0 +1,367 @@
+//! The `cfsctl` command line (clap): global options, subcommands, and the
+//! error report printed on failure.
+//!
+//! Global options go before the subcommand, as with composefs-rs `cfsctl`.
+//! Usage errors exit with 2 (clap), failures with 1 after an
+//! `Error: <message>` report with its `Caused by:` chain.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cfs_core::tree::XattrFilter;
+use cfs_core::verity::Algorithm;
+
+use crate::cmd::repo;
+
+const AFTER_HELP: &str = "\
+The binary also acts as `mkcomposefs` and `composefs-info` (C-compatible
+options) when called by those names or as `cfsctl mkcomposefs …` /
+`cfsctl composefs-info …`.";
+
+/// Manage composefs repositories and images.
+#[derive(Debug, Parser)]
+#[command(name = "cfsctl", version, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalOpts,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options that precede the subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalOpts {
+    /// The repository directory.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["user", "system"])]
+    pub(crate) repo: Option<PathBuf>,
+    /// Use the per-user repository, $HOME/.var/lib/composefs.
+    ///
+    /// This is the default unless running as root.
+    #[arg(long, conflicts_with = "system")]
+    pub(crate) user: bool,
+    /// Use the system repository, /sysroot/composefs.
+    ///
+    /// This is the default when running as root.
+    #[arg(long)]
+    pub(crate) system: bool,
+    /// Digest algorithm (checked against the repository's meta.json).
+    ///
+    /// Without a repository it selects the digest of compute-id and
+    /// create-dumpfile (default sha512).
+    #[arg(long, value_enum, value_name = "HASH")]
+    pub(crate) hash: Option<HashArg>,
+    /// EROFS format to write (create-image, compute-id, init).
+    ///
+    /// Overrides the repository's configured format for this invocation
+    /// (meta.json is not changed); for init, the default format of the new
+    /// repository. cfs writes formats 0 and 1 only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
+    pub(crate) erofs_version: Option<u32>,
+    /// Fail unless the repository has fs-verity (is not insecure).
+    #[arg(long)]
+    pub(crate) require_verity: bool,
+    /// Do not add meta.json to an old repository that lacks one.
+    ///
+    /// Such a repository is then used read-only.
+    #[arg(long)]
+    pub(crate) no_upgrade: bool,
+    /// Do not open a repository (compute-id and create-dumpfile only).
+    #[arg(long)]
+    pub(crate) no_repo: bool,
+    /// Worker threads for hashing and storing (default: one per CPU).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
+    /// Deprecated spelling of `init --insecure`.
+    #[arg(long, hide = true)]
+    pub(crate) insecure: bool,
+}
+
+/// `--hash` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HashArg {
+    /// SHA-256 fs-verity digests.
+    Sha256,
+    /// SHA-512 fs-verity digests.
+    Sha512,
+}
+
+impl HashArg {
+    pub(crate) fn algorithm(self) -> Algorithm {
+        match self {
+            HashArg::Sha256 => Algorithm::Sha256,
+            HashArg::Sha512 => Algorithm::Sha512,
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a repository (directory and meta.json).
+    Init(InitArgs),
+    /// Hold the repository's shared lock until killed (keeps gc from running).
+    Transaction,
+    /// Write a split stream's original bytes to stdout.
+    Cat {
+        /// A stream content id, or refs/NAME.
+        name: String,
+    },
+    /// Delete objects that no image or stream ref reaches.
+    Gc(GcArgs),
+    /// Store the EROFS image read from stdin (it is checked first).
+    ImportImage {
+        /// The name of the image (images/refs/NAME).
+        name: String,
+    },
+    /// List named images.
+    #[command(visible_alias = "list-images")]
+    Images(ImagesArgs),
+    /// Store a directory's files and its composefs image; print the image id.
+    CreateImage(CreateImageArgs),
+    /// Print the image id create-image would produce, storing nothing.
+    ComputeId(TreeArgs),
+    /// Print the dumpfile of a directory tree, storing nothing.
+    CreateDumpfile(TreeArgs),
+    /// List the objects an image references.
+    ImageObjects {
+        /// Image name, refs/NAME, or hex digest.
+        name: String,
+    },
+    /// Print an image of the repository as a dumpfile.
+    Dump {
+        /// Image name, refs/NAME, or hex digest.
+        name: String,
+    },
+    /// Check the repository's integrity.
+    Fsck(FsckArgs),
+}
+
+/// `init` options.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Where to create the repository (default: the global location).
+    pub(crate) path: Option<PathBuf>,
+    /// Object digest algorithm: fsverity-sha256-12 or fsverity-sha512-12.
+    #[arg(long, value_name = "ALGORITHM", default_value = "fsverity-sha512-12", value_parser = parse_init_algorithm)]
+    pub(crate) algorithm: Algorithm,
+    /// Create the repository without fs-verity (for filesystems without it).
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// First remove streams/, images/ and meta.json (objects/ is kept).
+    #[arg(long)]
+    pub(crate) reset_metadata: bool,
+    /// Accept an existing repository as it is.
+    ///
+    /// Only its algorithm must match; an old repository without meta.json
+    /// is upgraded.
+    #[arg(long)]
+    pub(crate) ensure: bool,
+    /// Default EROFS format of the repository's images.
+    ///
+    /// Defaults to the global --erofs-version, else 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
+    pub(crate) erofs_version: Option<u32>,
+}
+
+/// How a directory tree is read (create-image, compute-id, create-dumpfile).
+#[derive(Debug, Args)]
+pub(crate) struct TreeOpts {
+    /// Keep the tree as it is (no OCI normalisation).
+    ///
+    /// By default the root directory takes /usr's metadata, /run is
+    /// emptied and xattrs are filtered (see --xattrs); this turns all of it
+    /// off.
+    #[arg(long)]
+    pub(crate) no_propagate_usr_to_root: bool,
+    /// Xattrs the normalisation keeps: allowlist-only or keep-user-xattrs.
+    ///
+    /// allowlist-only keeps security.capability; keep-user-xattrs also
+    /// keeps user.*.
+    #[arg(long, value_name = "MODE", default_value = "allowlist-only", value_parser = parse_xattr_filter)]
+    pub(crate) xattrs: XattrFilter,
+}
+
+/// `compute-id` / `create-dumpfile` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct TreeArgs {
+    #[command(flatten)]
+    pub(crate) tree: TreeOpts,
+    /// The directory.
+    pub(crate) path: PathBuf,
+}
+
+/// `create-image` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct CreateImageArgs {
+    #[command(flatten)]
+    pub(crate) tree: TreeOpts,
+    /// The directory.
+    pub(crate) path: PathBuf,
+    /// Name the image (images/refs/NAME).
+    pub(crate) name: Option<String>,
+}
+
+/// `images` options.
+#[derive(Debug, Args)]
+pub(crate) struct ImagesArgs {
+    /// Print JSON: {"images": [{"name", "digest"}, …]}.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print whole digests.
+    #[arg(long)]
+    pub(crate) no_trunc: bool,
+}
+
+/// `gc` options.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Keep this image (hex digest) or stream (content id) too; repeatable.
+    #[arg(short = 'r', long = "root", value_name = "NAME")]
+    pub(crate) roots: Vec<String>,
+    /// Only report what would be removed.
+    #[arg(short = 'n', long)]
+    pub(crate) dry_run: bool,
+}
+
+/// `fsck` options.
+#[derive(Debug, Args)]
+pub(crate) struct FsckArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Skip re-hashing the objects.
+    #[arg(long)]
+    pub(crate) metadata_only: bool,
+}
+
+/// `fsverity-<hash>-<lg block size>` as accepted by `init --algorithm`.
+fn parse_init_algorithm(text: &str) -> Result<Algorithm, String> {
+    let rest = text
+        .strip_prefix("fsverity-")
+        .ok_or_else(|| format!("expected fsverity-<hash>-<lg_blocksize>, found '{text}'"))?;
+    let (hash, lg) = rest
+        .rsplit_once('-')
+        .ok_or_else(|| format!("expected fsverity-<hash>-<lg_blocksize>, found '{text}'"))?;
+    let alg = match hash {
+        "sha256" => Algorithm::Sha256,
+        "sha512" => Algorithm::Sha512,
+        other => {
+            return Err(format!(
+                "unsupported hash algorithm '{other}' (expected sha256 or sha512)"
+            ));
+        }
+    };
+    if lg != "12" {
+        return Err(format!(
+            "unsupported lg_blocksize {lg} (only 12 is currently supported)"
+        ));
+    }
+    Ok(alg)
+}
+
+fn parse_xattr_filter(text: &str) -> Result<XattrFilter, String> {
+    XattrFilter::parse(text).ok_or_else(|| {
+        format!(
+            "invalid xattr filtering mode \"{text}\" (expected \"allowlist-only\" or \"keep-user-xattrs\")"
+        )
+    })
+}
+
+/// Runs `cfsctl` with `args` (without `argv[0]`).
+pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
+    let argv = std::iter::once(OsString::from("cfsctl")).chain(args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match repo::run(&cli.global, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = io::stdout().flush();
+            let mut err = io::stderr().lock();
+            let _ = err.write_all(report(&e).as_bytes());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The failure report: `Error: <message>`, then, if the error has causes, a
+/// blank line, `Caused by:` and the causes (numbered when more than one),
+/// like an `anyhow` error returned from `main`. A cause whose text the
+/// previous message already ends with is left out: repository errors print
+/// their source as part of their own message.
+fn report(e: &anyhow::Error) -> String {
+    let mut messages: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if messages.last().is_some_and(|prev| prev.ends_with(&text)) {
+            continue;
+        }
+        messages.push(text);
+    }
+    let mut out = format!("Error: {}\n", messages.first().map_or("", String::as_str));
+    let causes = messages.get(1..).unwrap_or_default();
+    if !causes.is_empty() {
+        out.push_str("\nCaused by:\n");
+        for (i, cause) in causes.iter().enumerate() {
+            let (prefix, indent) = if causes.len() == 1 {
+                ("    ".to_string(), "\n    ")
+            } else {
+                (format!("{i:5}: "), "\n       ")
+            };
+            let indented = cause.replace('\n', indent);
+            out.push_str(&format!("{prefix}{indented}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn algorithm_names() {
+        assert_eq!(
+            parse_init_algorithm("fsverity-sha256-12"),
+            Ok(Algorithm::Sha256)
+        );
+        assert_eq!(
+            parse_init_algorithm("fsverity-sha1-12").unwrap_err(),
+            "unsupported hash algorithm 'sha1' (expected sha256 or sha512)"
+        );
+        assert_eq!(
+            parse_init_algorithm("fsverity-sha512-16").unwrap_err(),
+            "unsupported lg_blocksize 16 (only 12 is currently supported)"
+        );
+        assert!(parse_init_algorithm("sha512").is_err());
+    }
+
+    #[test]
+    fn error_report_layout() {
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(report(&e), "Error: outer\n\nCaused by:\n    inner\n");
+        let e = anyhow::anyhow!("c").context("b").context("a");
+        assert_eq!(report(&e), "Error: a\n\nCaused by:\n    0: b\n    1: c\n");
+        // A source repeated at the end of its parent's message is dropped.
+        let io = std::io::Error::from_raw_os_error(2);
+        let e = cfs_core::repository::RepoError::io("/r", io);
+        assert_eq!(
+            report(&anyhow::Error::new(e)),
+            "Error: /r: No such file or directory (os error 2)\n"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Images from directories: `create-image`, `compute-id`, `create-dumpfile`.
+//!
+//! All three read the tree the same way (composefs-rs rules: every xattr,
+//! hard links, files over 64 bytes external) and, unless
+//! `--no-propagate-usr-to-root`, normalise it for OCI (root metadata from
+//! `/usr`, `/run` emptied, xattr filter).
+
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result, anyhow};
+use indicatif::{HumanBytes, ProgressBar};
+
+use cfs_core::dumpfile::write_dumpfile;
+use cfs_core::repository::{DirImageOptions, RepoError, image_bytes, read_directory_tree};
+use cfs_core::tree::{FileSystem, InodeId, Progress, TransformError};
+use cfs_core::verity::digest_bytes;
+
+use super::{digest_id, open_repo, print, threads, tree_algorithm};
+use crate::cli::{CreateImageArgs, GlobalOpts, TreeArgs, TreeOpts};
+use crate::progress;
+
+/// The library options for a tree read.
+fn dir_options(global: &GlobalOpts, tree: &TreeOpts) -> DirImageOptions {
+    DirImageOptions {
+        propagate_usr_to_root: !tree.no_propagate_usr_to_root,
+        xattrs: tree.xattrs,
+        threads: threads(global),
+        erofs_version: global.erofs_version,
+    }
+}
+
+/// Shows the content-pass counters (with the objects stored if `storing`).
+fn show(bar: &ProgressBar, p: &Progress, storing: bool) {
+    let mut message = format!(
+        "{} files, {} read",
+        p.files.load(Ordering::Relaxed),
+        HumanBytes(p.bytes.load(Ordering::Relaxed)),
+    );
+    if storing {
+        message.push_str(&format!(
+            ", {} new objects stored ({})",
+            p.stored.load(Ordering::Relaxed),
+            HumanBytes(p.stored_bytes.load(Ordering::Relaxed)),
+        ));
+    }
+    bar.set_message(message);
+}
+
+/// Adds a hint to the error of a tree without `/usr`.
+fn with_hint(e: RepoError) -> anyhow::Error {
+    match &e {
+        RepoError::Transform {
+            source: TransformError::Missing("usr") | TransformError::NotADirectory("usr"),
+            ..
+        } => anyhow!(
+            "{e}\nhint: to build an image of a tree without /usr, pass --no-propagate-usr-to-root"
+        ),
+        _ => e.into(),
+    }
+}
+
+/// `create-image [--no-propagate-usr-to-root] [--xattrs MODE] PATH [NAME]`:
+/// prints `<alg>:<hex>`.
+pub(crate) fn create_image(global: &GlobalOpts, args: &CreateImageArgs) -> Result<()> {
+    let repo = open_repo(global)?;
+    if let Some(version) = global.erofs_version.filter(|&v| v > 1) {
+        return Err(unsupported_version(version));
+    }
+    let opts = dir_options(global, &args.tree);
+    let counters = Progress::default();
+    let bar = progress::spinner("Scanning");
+    let digest = progress::poll_while(
+        &bar,
+        |bar| show(bar, &counters, true),
+        || repo.create_image_from_dir(&args.path, &opts, args.name.as_deref(), Some(&counters)),
+    )
+    .map_err(with_hint)?;
+    print(&format!("{}\n", digest_id(&digest)))
+}
+
+/// `compute-id [options] PATH`: prints the bare hex id, storing nothing.
+/// The EROFS format is `--erofs-version` or 1 (not the repository's, like
+/// composefs-rs).
+pub(crate) fn compute_id(global: &GlobalOpts, args: &TreeArgs) -> Result<()> {
+    let algorithm = tree_algorithm(global)?;
+    let version = global.erofs_version.unwrap_or(1);
+    if version > 1 {
+        return Err(unsupported_version(version));
+    }
+    let fs = read_tree(global, &args.tree, &args.path, algorithm)?;
+    let data = image_bytes(&fs, version)?;
+    print(&format!("{}\n", digest_bytes(algorithm, &data).to_hex()))
+}
+
+/// `create-dumpfile [options] PATH`: the tree's dumpfile on stdout.
+pub(crate) fn create_dumpfile(global: &GlobalOpts, args: &TreeArgs) -> Result<()> {
+    let algorithm = tree_algorithm(global)?;
+    let mut fs = read_tree(global, &args.tree, &args.path, algorithm)?;
+    directory_counts_as_reference(&mut fs);
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    write_dumpfile(&fs, &mut out)
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
+}
+
+/// Reads `path` into a tree without storing anything, with progress.
+fn read_tree(
+    global: &GlobalOpts,
+    tree: &TreeOpts,
+    path: &Path,
+    algorithm: cfs_core::verity::Algorithm,
+) -> Result<FileSystem> {
+    let opts = dir_options(global, tree);
+    let counters = Progress::default();
+    let bar = progress::spinner("Scanning");
+    progress::poll_while(
+        &bar,
+        |bar| show(bar, &counters, false),
+        || read_directory_tree(path, algorithm, &opts, None, Some(&counters)),
+    )
+    .map_err(with_hint)
+}
+
+/// Directory lines as composefs-rs prints them: size 0 (the on-disk size
+/// means nothing in an image) and nlink 2 + subdirectories.
+fn directory_counts_as_reference(fs: &mut FileSystem) {
+    for index in 0..fs.len() {
+        let Ok(raw) = u32::try_from(index) else { break };
+        let id = InodeId(raw);
+        let subdirs = fs.directory(id).map(|d| {
+            d.entries()
+                .iter()
+                .filter(|e| fs.directory(e.inode).is_some())
+                .count()
+        });
+        if let Some(subdirs) = subdirs {
+            let inode = fs.inode_mut(id);
+            inode.nlink = u32::try_from(subdirs).map_or(u32::MAX, |n| n.saturating_add(2));
+            if let Some(d) = inode.as_directory_mut() {
+                d.size = 0;
+            }
+        }
+    }
+}
+
+fn unsupported_version(version: u32) -> anyhow::Error {
+    anyhow!("--erofs-version {version}: cfs cannot write EROFS format V{version} (only V0 and V1)")
+}

@@ -1,0 +1,109 @@
+//! `cfsctl init [--algorithm A] [--insecure] [--reset-metadata] [--ensure]
+//! [--erofs-version N] [PATH]`.
+//!
+//! Messages as composefs-rs 0.9 prints them:
+//! - new: `Initialized composefs repository at <path>`, `  algorithm: …`,
+//!   `  verity:    required` / `  verity:    not required (insecure)`;
+//! - same configuration: `Repository already initialized at <path>`;
+//! - `--ensure` on any existing repository of the requested algorithm:
+//!   `… (existing configuration preserved)`; on an old repository without
+//!   `meta.json`: `Upgraded legacy repository at <path>`.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use cfs_core::repository::{InitOptions, Initialized, OpenOptions, Repository, meta, paths};
+use cfs_core::verity::Algorithm;
+
+use super::{print, repo_path};
+use crate::cli::{GlobalOpts, InitArgs};
+
+pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
+    let path = match &args.path {
+        Some(p) => p.clone(),
+        None => repo_path(global)?,
+    };
+    let shown = path.display().to_string();
+    let opts = InitOptions {
+        algorithm: args.algorithm,
+        insecure: args.insecure || global.insecure,
+        erofs_version: args.erofs_version.or(global.erofs_version).unwrap_or(1),
+    };
+    if args.reset_metadata {
+        Repository::reset_metadata(&path)
+            .with_context(|| format!("Resetting metadata of repository at {shown}"))?;
+    }
+    create_repo_dir(&path).with_context(|| format!("Initializing repository at {shown}"))?;
+    if args.ensure {
+        if let Some(message) = ensure_existing(global, &path, args.algorithm)
+            .with_context(|| format!("Ensuring repository at {shown}"))?
+        {
+            return print(&format!("{message}\n"));
+        }
+    }
+    let (_repo, what) = Repository::init(&path, &opts)
+        .with_context(|| format!("Initializing repository at {shown}"))?;
+    match what {
+        Initialized::Created => print(&format!(
+            "Initialized composefs repository at {shown}\n  algorithm: {}\n  verity:    {}\n",
+            meta::algorithm_name(opts.algorithm),
+            if opts.insecure {
+                "not required (insecure)"
+            } else {
+                "required"
+            }
+        )),
+        Initialized::Existing => print(&format!("Repository already initialized at {shown}\n")),
+    }
+}
+
+/// Creates the repository directory (mode 0700) and its parents.
+fn create_repo_dir(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+/// `--ensure` on an existing repository: opens it as it is (upgrading one
+/// without `meta.json`) and returns the message to print; `None` when there
+/// is nothing yet, so a new repository is created.
+fn ensure_existing(global: &GlobalOpts, path: &Path, wanted: Algorithm) -> Result<Option<String>> {
+    let has_meta = path.join(paths::META_JSON).exists();
+    let has_objects = path.join(paths::OBJECTS).is_dir();
+    if !has_meta && !has_objects {
+        return Ok(None);
+    }
+    if !has_meta && global.no_upgrade {
+        bail!(
+            "meta.json not found in {}; --no-upgrade forbids upgrading the old repository",
+            path.display()
+        );
+    }
+    let opts = OpenOptions {
+        require_verity: global.require_verity,
+        no_upgrade: global.no_upgrade,
+        read_only: false,
+    };
+    let repo = Repository::open(path, &opts)?;
+    if repo.algorithm() != wanted {
+        bail!(
+            "repository algorithm {} does not match expected {}",
+            meta::algorithm_name(repo.algorithm()),
+            meta::algorithm_name(wanted)
+        );
+    }
+    let shown = path.display();
+    Ok(Some(if has_meta {
+        format!("Repository already initialized at {shown} (existing configuration preserved)")
+    } else {
+        format!("Upgraded legacy repository at {shown}")
+    }))
+}

@@ -1,0 +1,113 @@
+//! Optional interoperability test against a reference composefs-rs 0.9
+//! `cfsctl` (not installed in CI: skipped when absent). Set
+//! `CFS_REFERENCE_CFSCTL` to its path; the default is
+//! `/tmp/cfsctl094/bin/cfsctl`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::repo::{cfsctl, data, init, make_tree, ok};
+use crate::support::run;
+
+/// The reference composefs-rs 0.9 `cfsctl`, if installed (not in CI).
+fn reference() -> Option<PathBuf> {
+    let path = std::env::var_os("CFS_REFERENCE_CFSCTL")
+        .map_or_else(|| PathBuf::from("/tmp/cfsctl094/bin/cfsctl"), PathBuf::from);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!("reference cfsctl not found at {}: skipped", path.display());
+        None
+    }
+}
+
+#[test]
+fn interop_with_reference_cfsctl() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let theirs = |repo: &Path| {
+        let mut c = Command::new(&reference);
+        c.arg("--repo").arg(repo).stdin(Stdio::null());
+        c
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree, 13, true);
+    std::fs::create_dir_all(tree.join("run/state")).unwrap();
+    std::fs::write(tree.join("run/state/pid"), data(100, 1)).unwrap();
+    std::fs::hard_link(tree.join("usr/bin/tool"), tree.join("usr/bin/tool2")).unwrap();
+
+    // A repository made by cfs, used by the reference.
+    let ours_repo = tmp.path().join("ours");
+    init(&ours_repo, "fsverity-sha512-12");
+    let ours_id = ok(&run(cfsctl(&ours_repo)
+        .arg("create-image")
+        .arg(&tree)
+        .arg("img")));
+    let ours_plain = ok(&run(cfsctl(&ours_repo)
+        .args(["create-image", "--no-propagate-usr-to-root"])
+        .arg(&tree)
+        .arg("plain")));
+    assert_eq!(
+        ok(&run(theirs(&ours_repo).arg("images"))),
+        ok(&run(cfsctl(&ours_repo).arg("images")))
+    );
+    // The /run file's object is unreferenced in both tools (stored during the scan).
+    let dry = ok(&run(theirs(&ours_repo).args(["gc", "--dry-run"])));
+    assert_eq!(dry, ok(&run(cfsctl(&ours_repo).args(["gc", "--dry-run"]))));
+    let fsck = ok(&run(theirs(&ours_repo).arg("fsck")));
+    assert!(fsck.ends_with("status: ok\n"), "{fsck}");
+    assert_eq!(
+        ok(&run(theirs(&ours_repo).args(["image-objects", "img"])))
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>(),
+        ok(&run(cfsctl(&ours_repo).args(["image-objects", "img"])))
+            .lines()
+            .collect()
+    );
+
+    // A repository made by the reference, used by cfs.
+    let their_repo = tmp.path().join("theirs");
+    ok(&run(theirs(&their_repo).args(["init", "--insecure"])));
+    assert_eq!(
+        std::fs::read(their_repo.join("meta.json")).unwrap(),
+        std::fs::read(ours_repo.join("meta.json")).unwrap()
+    );
+    let their_id = ok(&run(theirs(&their_repo)
+        .arg("create-image")
+        .arg(&tree)
+        .arg("img")));
+    let their_plain = ok(&run(theirs(&their_repo)
+        .args(["create-image", "--no-propagate-usr-to-root"])
+        .arg(&tree)
+        .arg("plain")));
+    assert_eq!(ours_id, their_id);
+    assert_eq!(ours_plain, their_plain);
+    assert_eq!(
+        ok(&run(cfsctl(&their_repo).arg("images"))),
+        ok(&run(theirs(&their_repo).arg("images")))
+    );
+    assert_eq!(
+        ok(&run(cfsctl(&their_repo).args(["gc", "--dry-run"]))),
+        ok(&run(theirs(&their_repo).args(["gc", "--dry-run"])))
+    );
+    ok(&run(cfsctl(&their_repo).arg("fsck")));
+    assert_eq!(
+        ok(&run(cfsctl(&their_repo).args(["dump", "img"]))),
+        ok(&run(cfsctl(&ours_repo).args(["dump", "img"])))
+    );
+    // compute-id agrees too.
+    assert_eq!(
+        ok(&run(theirs(&their_repo).arg("compute-id").arg(&tree))),
+        ok(&run(cfsctl(&their_repo).arg("compute-id").arg(&tree)))
+    );
+    // gc by cfs, then the reference finds a consistent repository.
+    ok(&run(cfsctl(&their_repo).arg("gc")));
+    let fsck = ok(&run(theirs(&their_repo).arg("fsck")));
+    assert!(fsck.ends_with("status: ok\n"), "{fsck}");
+    // And the other way round.
+    ok(&run(theirs(&ours_repo).arg("gc")));
+    ok(&run(cfsctl(&ours_repo).arg("fsck")));
+    ok(&run(cfsctl(&ours_repo).args(["dump", "img"])));
+}
