@@ -105,17 +105,18 @@ fn killed_imports_leave_a_consistent_repository() {
     let out = run(cfsctl(&repo).args(["init", "--insecure"]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    // How long a complete import takes, to spread the kills over it (with an
-    // empty store each time: remove objects between the timing runs).
+    // A separate image that must survive every iteration's gc.
+    let base = tmp.path().join("base");
+    make_tree(&base, 50, 99);
+    let out = run(cfsctl(&repo).args(["create-image", "--no-propagate-usr-to-root"]).arg(&base).arg("base"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // How long a complete import into a store without the tree's objects takes,
+    // to spread the kills over it.
     let start = Instant::now();
     let status = spawn_import(&repo, &tree, "timing").wait().unwrap();
     assert!(status.success());
     let full = start.elapsed();
-    let out = run(cfsctl(&repo).arg("gc"));
-    assert!(out.status.success());
-    std::fs::remove_file(repo.join("images/refs/timing")).unwrap();
-    let out = run(cfsctl(&repo).arg("gc"));
-    assert!(out.status.success());
     eprintln!("full import: {full:?} for {bytes} bytes");
 
     let mut killed = 0;
@@ -124,16 +125,21 @@ fn killed_imports_leave_a_consistent_repository() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        // Every few iterations the tree grows, so new objects are needed.
+        // Every few iterations the tree grows.
         if i % 4 == 3 {
             make_tree(&tree, 60, 100 + i as u64);
         }
-        // Every few iterations start from an emptier store.
-        if i % 6 == 5 {
-            let out = run(cfsctl(&repo).arg("gc"));
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Start from a store without the tree's objects: drop the previous
+        // iterations' refs (not `base`) and collect.
+        for e in std::fs::read_dir(repo.join("images/refs")).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != "base" {
+                std::fs::remove_file(e.path()).unwrap();
+            }
         }
-        let delay = Duration::from_micros(rng % (full.as_micros() as u64 * 11 / 10 + 1));
+        let out = run(cfsctl(&repo).arg("gc"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let delay = Duration::from_micros(rng % (full.as_micros() as u64 + 1));
         let mut child = spawn_import(&repo, &tree, &format!("img{i}"));
         std::thread::sleep(delay);
         let _ = child.kill();
@@ -144,6 +150,7 @@ fn killed_imports_leave_a_consistent_repository() {
             assert!(status.success(), "iteration {i}: import failed: {status:?}");
         }
         check_repository(&repo, &format!("iteration {i} (kill after {delay:?})"));
+        assert!(repo.join("images/refs/base").exists());
         // No temporary files or half-written objects left under objects/XX/.
         for sub in std::fs::read_dir(repo.join("objects")).unwrap() {
             let sub = sub.unwrap();

@@ -35,7 +35,7 @@
 //! never references an object lost in a crash.
 //!
 //! **Locking.** Every handle holds a shared `flock` on the repository
-//! directory; garbage collection takes it exclusively (see [`lock`]).
+//! directory; garbage collection takes it exclusively (`lock.rs`).
 
 mod create;
 mod error;
