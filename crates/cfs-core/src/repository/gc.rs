@@ -203,7 +203,8 @@ impl Repository {
                 if live.contains(&digest) {
                     continue;
                 }
-                let size = match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                let size = match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                {
                     Ok(st) => st.st_size as u64,
                     Err(Errno::NOENT) => continue,
                     Err(e) => return Err(RepoError::io(sub_path.join(&name), e)),
@@ -281,7 +282,11 @@ impl Repository {
                 Ok(Some(t)) => t,
                 Ok(None) => return Ok(false),
                 // A link leaving the repository or otherwise unusable.
-                Err(RepoError::Io { source, .. }) if source.kind() == io::ErrorKind::InvalidData => return Ok(false),
+                Err(RepoError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::InvalidData =>
+                {
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             };
             if let Some(rest) = target.strip_prefix("objects/") {
@@ -316,7 +321,9 @@ impl Marker<'_> {
         }
         self.streams.insert(*digest, true);
         self.live.insert(*digest);
-        let data = self.repo.read_object(digest, super::streams::MAX_STREAM_LEN)?;
+        let data = self
+            .repo
+            .read_object(digest, super::streams::MAX_STREAM_LEN)?;
         let path = self.repo.display(&paths::object_path(digest));
         let stream = SplitStream::parse(&data).map_err(|source| RepoError::Stream {
             path: path.clone(),

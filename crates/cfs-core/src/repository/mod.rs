@@ -35,7 +35,8 @@
 //! never references an object lost in a crash.
 //!
 //! **Locking.** Every handle holds a shared `flock` on the repository
-//! directory; garbage collection takes it exclusively (see [`lock`]).
+//! directory; garbage collection takes it exclusively (see
+//! [`Repository::lock_exclusive`]).
 
 mod create;
 mod error;
@@ -62,9 +63,9 @@ pub use error::{RepoError, Result};
 pub use fsck::{FsckOptions, FsckProgress, FsckReport};
 pub use gc::{GcOptions, GcReport};
 pub use images::{ImageRef, MAX_IMAGE_LEN};
-pub use streams::MAX_STREAM_LEN;
 pub use meta::{Access, Meta};
 pub use refs::RefEntry;
+pub use streams::MAX_STREAM_LEN;
 
 use crate::objects::ObjectDir;
 use crate::verity::{Algorithm, VerityError, enable_verity, measure_verity};
@@ -550,4 +551,8 @@ fn write_meta(dir: &OwnedFd, path: &Path, meta: &Meta, secure: bool) -> Result<(
 }
 
 #[cfg(test)]
+mod test_util;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fsck;

@@ -23,7 +23,12 @@ impl Repository {
     /// references durable (one `syncfs`), then links `streams/<content_id>`
     /// and, with a name, `streams/refs/<ref_name>`. Returns the stream
     /// object's digest.
-    pub fn write_stream(&self, content_id: &str, writer: SplitStreamWriter, ref_name: Option<&str>) -> Result<Digest> {
+    pub fn write_stream(
+        &self,
+        content_id: &str,
+        writer: SplitStreamWriter,
+        ref_name: Option<&str>,
+    ) -> Result<Digest> {
         self.check_writable()?;
         paths::check_name("stream", content_id, false)?;
         if let Some(name) = ref_name {
@@ -40,7 +45,12 @@ impl Repository {
 
     /// Links an already stored stream object as `streams/<content_id>` (after
     /// the durability barrier) and optionally names it.
-    pub fn register_stream(&self, content_id: &str, digest: &Digest, ref_name: Option<&str>) -> Result<()> {
+    pub fn register_stream(
+        &self,
+        content_id: &str,
+        digest: &Digest,
+        ref_name: Option<&str>,
+    ) -> Result<()> {
         self.check_writable()?;
         paths::check_name("stream", content_id, false)?;
         self.sync()?;
@@ -56,7 +66,10 @@ impl Repository {
     pub fn set_stream_ref(&self, name: &str, content_id: &str) -> Result<()> {
         paths::check_name("stream ref", name, true)?;
         paths::check_name("stream", content_id, false)?;
-        self.set_link(&format!("{}/{}/{name}", paths::STREAMS, paths::REFS), &stream_path(content_id))
+        self.set_link(
+            &format!("{}/{}/{name}", paths::STREAMS, paths::REFS),
+            &stream_path(content_id),
+        )
     }
 
     /// The object digest of `streams/<content_id>`, if that stream exists.
@@ -75,7 +88,10 @@ impl Repository {
             vec![format!("{}/{name}", paths::STREAMS)]
         } else {
             paths::check_name("stream", name, false)?;
-            vec![stream_path(name), format!("{}/{}/{name}", paths::STREAMS, paths::REFS)]
+            vec![
+                stream_path(name),
+                format!("{}/{}/{name}", paths::STREAMS, paths::REFS),
+            ]
         };
         for link in candidates {
             if let Some(d) = self.resolve_stream_link(&link)? {
@@ -97,11 +113,13 @@ impl Repository {
                 return Ok(None);
             };
             if let Some(rest) = target.strip_prefix("objects/") {
-                return Digest::from_object_path(rest).map(Some).map_err(|e| RepoError::NotFound {
-                    path: self.path().to_path_buf(),
-                    what: "stream",
-                    name: format!("{link} ({e})"),
-                });
+                return Digest::from_object_path(rest)
+                    .map(Some)
+                    .map_err(|e| RepoError::NotFound {
+                        path: self.path().to_path_buf(),
+                        what: "stream",
+                        name: format!("{link} ({e})"),
+                    });
             }
             cur = target;
         }
