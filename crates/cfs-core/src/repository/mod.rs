@@ -556,3 +556,5 @@ mod test_util;
 mod tests;
 #[cfg(test)]
 mod tests_fsck;
+#[cfg(test)]
+mod tests_gc;
