@@ -52,7 +52,7 @@ pub struct GcOptions {
 /// What a collection removed (or would remove, in a dry run).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Objects reachable from the roots (kept).
+    /// Objects kept: those in `objects/` reachable from the roots.
     pub objects_kept: u64,
     /// Unreachable objects removed.
     pub objects_removed: u64,
@@ -88,12 +88,9 @@ impl Repository {
             Some(self.lock_exclusive()?)
         };
         let live = self.live_objects(&opts.extra_roots)?;
-        let mut report = GcReport {
-            objects_kept: live.len() as u64,
-            ..GcReport::default()
-        };
+        let mut report = GcReport::default();
         self.sweep(&live, opts.dry_run, &mut report)?;
-        self.prune_links(opts.dry_run, &mut report)?;
+        self.prune_links(&live, opts.dry_run, &mut report)?;
         Ok(report)
     }
 
@@ -201,6 +198,7 @@ impl Repository {
                     }
                 };
                 if live.contains(&digest) {
+                    report.objects_kept += 1;
                     continue;
                 }
                 let size = match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
@@ -224,14 +222,22 @@ impl Repository {
 
     /// Removes (or, in a dry run, counts) symlinks whose target is gone. In
     /// a dry run, links into objects about to be swept count as dangling.
-    fn prune_links(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
+    fn prune_links(
+        &self,
+        live: &HashSet<Digest>,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        // After a real sweep only live objects remain; a dry run must judge
+        // links as if the sweep had happened.
+        let survives = |d: &Digest| !dry_run || live.contains(d);
         let image_refs = format!("{}/{}", paths::IMAGES, paths::REFS);
         let stream_refs = format!("{}/{}", paths::STREAMS, paths::REFS);
         // Top-level links first, so that refs to them are found dangling too.
         let mut pruned_images = HashSet::new();
         for entry in self.list_links(paths::IMAGES, false)? {
             let link = format!("{}/{}", paths::IMAGES, entry.name);
-            if !self.link_target_exists(&link, &pruned_images)? {
+            if !self.link_target_exists(&link, &pruned_images, &survives)? {
                 self.prune(&link, dry_run)?;
                 pruned_images.insert(link);
                 report.images_pruned += 1;
@@ -239,7 +245,7 @@ impl Repository {
         }
         for entry in self.list_links(&image_refs, true)? {
             let link = format!("{image_refs}/{}", entry.name);
-            if !self.link_target_exists(&link, &pruned_images)? {
+            if !self.link_target_exists(&link, &pruned_images, &survives)? {
                 self.prune(&link, dry_run)?;
                 report.images_pruned += 1;
             }
@@ -247,7 +253,7 @@ impl Repository {
         let mut pruned_streams = HashSet::new();
         for entry in self.list_streams()? {
             let link = format!("{}/{}", paths::STREAMS, entry.name);
-            if !self.link_target_exists(&link, &pruned_streams)? {
+            if !self.link_target_exists(&link, &pruned_streams, &survives)? {
                 self.prune(&link, dry_run)?;
                 pruned_streams.insert(link);
                 report.streams_pruned += 1;
@@ -255,7 +261,7 @@ impl Repository {
         }
         for entry in self.list_links(&stream_refs, true)? {
             let link = format!("{stream_refs}/{}", entry.name);
-            if !self.link_target_exists(&link, &pruned_streams)? {
+            if !self.link_target_exists(&link, &pruned_streams, &survives)? {
                 self.prune(&link, dry_run)?;
                 report.streams_pruned += 1;
             }
@@ -270,9 +276,14 @@ impl Repository {
         Ok(())
     }
 
-    /// True if following `link` reaches an existing object, without passing
-    /// through a link in `pruned`.
-    fn link_target_exists(&self, link: &str, pruned: &HashSet<String>) -> Result<bool> {
+    /// True if following `link` reaches an existing object that `survives`
+    /// the sweep, without passing through a link in `pruned`.
+    fn link_target_exists(
+        &self,
+        link: &str,
+        pruned: &HashSet<String>,
+        survives: &dyn Fn(&Digest) -> bool,
+    ) -> Result<bool> {
         let mut cur = link.to_string();
         for _ in 0..8 {
             if pruned.contains(&cur) {
@@ -291,7 +302,7 @@ impl Repository {
             };
             if let Some(rest) = target.strip_prefix("objects/") {
                 return match Digest::from_object_path(rest) {
-                    Ok(d) => self.has_object(&d),
+                    Ok(d) => Ok(survives(&d) && self.has_object(&d)?),
                     Err(_) => Ok(false),
                 };
             }

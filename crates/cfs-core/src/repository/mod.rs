@@ -35,7 +35,8 @@
 //! never references an object lost in a crash.
 //!
 //! **Locking.** Every handle holds a shared `flock` on the repository
-//! directory; garbage collection takes it exclusively (`lock.rs`).
+//! directory; garbage collection takes it exclusively (see
+//! [`Repository::lock_exclusive`]).
 
 mod create;
 mod error;
@@ -598,4 +599,10 @@ fn write_meta(dir: &OwnedFd, path: &Path, meta: &Meta, secure: bool) -> Result<(
 }
 
 #[cfg(test)]
+mod test_util;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fsck;
+#[cfg(test)]
+mod tests_gc;
