@@ -28,7 +28,9 @@ fn cfsctl(repo: &Path) -> Command {
 /// A tree of `files` files of pseudo-random sizes (up to 256 KiB) in nested
 /// directories, with a `usr/` directory; deterministic for a given seed.
 fn make_tree(root: &Path, files: usize, seed: u64) -> u64 {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
         state ^= state << 13;
         state ^= state >> 7;
@@ -80,7 +82,10 @@ fn check_repository(repo: &Path, context: &str) {
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             let hex = line.split_once(':').map_or(line, |(_, h)| h);
             let path = repo.join("objects").join(&hex[..2]).join(&hex[2..]);
-            assert!(path.is_file(), "{context}: ref {name}: object {hex} missing");
+            assert!(
+                path.is_file(),
+                "{context}: ref {name}: object {hex} missing"
+            );
         }
     }
 }
@@ -103,13 +108,24 @@ fn killed_imports_leave_a_consistent_repository() {
     let tree = tmp.path().join("tree");
     let bytes = make_tree(&tree, 1500, 1);
     let out = run(cfsctl(&repo).args(["init", "--insecure"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A separate image that must survive every iteration's gc.
     let base = tmp.path().join("base");
     make_tree(&base, 50, 99);
-    let out = run(cfsctl(&repo).args(["create-image", "--no-propagate-usr-to-root"]).arg(&base).arg("base"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(cfsctl(&repo)
+        .args(["create-image", "--no-propagate-usr-to-root"])
+        .arg(&base)
+        .arg("base"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // How long a complete import into a store without the tree's objects takes,
     // to spread the kills over it.
@@ -138,7 +154,11 @@ fn killed_imports_leave_a_consistent_repository() {
             }
         }
         let out = run(cfsctl(&repo).arg("gc"));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let delay = Duration::from_micros(rng % (full.as_micros() as u64 + 1));
         let mut child = spawn_import(&repo, &tree, &format!("img{i}"));
         std::thread::sleep(delay);
@@ -162,13 +182,25 @@ fn killed_imports_leave_a_consistent_repository() {
             }
         }
     }
-    assert!(killed >= ITERATIONS / 2, "only {killed} of {ITERATIONS} runs were killed mid-way");
+    assert!(
+        killed >= ITERATIONS / 2,
+        "only {killed} of {ITERATIONS} runs were killed mid-way"
+    );
 
     // A final import completes and agrees with compute-id; gc then keeps it whole.
-    let out = run(cfsctl(&repo).args(["create-image", "--no-propagate-usr-to-root"]).arg(&tree).arg("final"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(cfsctl(&repo)
+        .args(["create-image", "--no-propagate-usr-to-root"])
+        .arg(&tree)
+        .arg("final"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout).unwrap();
-    let out = run(cfsctl(&repo).args(["compute-id", "--no-propagate-usr-to-root"]).arg(&tree));
+    let out = run(cfsctl(&repo)
+        .args(["compute-id", "--no-propagate-usr-to-root"])
+        .arg(&tree));
     assert!(out.status.success());
     let id = String::from_utf8(out.stdout).unwrap();
     assert!(printed.trim().ends_with(id.trim()), "{printed} vs {id}");
@@ -193,7 +225,11 @@ fn gc_during_an_import_never_loses_its_objects() {
         let mut gcs = 0;
         while import.try_wait().unwrap().is_none() {
             let out = run(cfsctl(&repo).arg("gc"));
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             gcs += 1;
         }
         let mut err = String::new();
@@ -201,7 +237,10 @@ fn gc_during_an_import_never_loses_its_objects() {
         assert!(import.wait().unwrap().success(), "round {round}: {err}");
         let out = run(cfsctl(&repo).arg("gc"));
         assert!(out.status.success());
-        check_repository(&repo, &format!("round {round} after {gcs} concurrent gc runs"));
+        check_repository(
+            &repo,
+            &format!("round {round} after {gcs} concurrent gc runs"),
+        );
         let _ = std::io::stderr().flush();
     }
 }

@@ -6,8 +6,8 @@ mod corpus;
 
 mod cli;
 mod compat;
+mod crash;
 mod mount;
 mod repo;
 mod repo_interop;
 mod support;
-mod crash;
