@@ -9,8 +9,11 @@
 //!     cost of copying the same bytes durably. Target: ≤ 20 s (set for a
 //!     5.1 GB /usr on 2 cores; C `mkcomposefs --digest-store` takes ~44 s).
 //! (b) Again into the **populated** repository (nothing new to store).
-//!     Reference: directory-mode `mkcomposefs TREE IMAGE` (scan and hash only,
+//!     Reference: `compute-id` with the same algorithm (scan and hash only,
 //!     no store). Target: ≤ 4 s (C ~8.6 s).
+//!
+//! Both are run for SHA-512 repositories (the `cfsctl init` default) and
+//! SHA-256 ones (what C `mkcomposefs` uses).
 //! (c) Peak RSS of every `create-image` run: target ≤ 200 MiB.
 //!
 //! Every run starts after `sync`, with the source tree in the page cache (an
@@ -34,6 +37,8 @@ usage: cfs-bench repository [--tree DIR] [--runs N] [--cfsctl PATH] [--scratch D
   --cfsctl PATH   the binary to measure (default: cfsctl next to cfs-bench)
   --scratch DIR   where repositories are created (default: under $TMPDIR or
                   /var/tmp; must not be tmpfs)
+  --algorithm A   sha512 or sha256 (default: both, sha512 first: the
+                  `cfsctl init` default, then the C tools' algorithm)
 ";
 
 const EMPTY_TARGET_S: f64 = 20.0;
@@ -45,6 +50,7 @@ struct Options {
     runs: usize,
     cfsctl: PathBuf,
     scratch: Option<PathBuf>,
+    algorithms: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -57,6 +63,7 @@ fn parse(args: &[String]) -> Result<Options> {
         runs: 2,
         cfsctl: default_cfsctl,
         scratch: None,
+        algorithms: vec!["sha512".into(), "sha256".into()],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -66,6 +73,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--runs" => o.runs = value()?.parse().context("--runs")?,
             "--cfsctl" => o.cfsctl = PathBuf::from(value()?),
             "--scratch" => o.scratch = Some(PathBuf::from(value()?)),
+            "--algorithm" => o.algorithms = vec![value()?.clone()],
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
@@ -181,96 +189,30 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         format!("{:.2} s", warm.wall),
     );
 
-    println!("-- (a) create-image into an empty insecure repository");
     let mut peak_rss = 0u64;
     let mut digests = Vec::new();
-    let copy_run = {
-        remove(&copy)?;
-        sync()?;
-        // cp + sync as one measured shell command.
-        let script = "cp -a -- \"$1\" \"$2\" && sync -f \"$2\"";
-        let r = measure(
-            &[
-                "sh".as_ref(),
-                "-c".as_ref(),
-                script.as_ref(),
-                "sh".as_ref(),
-                tree,
-                copy.as_os_str(),
-            ],
-            scratch,
-        )?;
-        remove(&copy)?;
-        r
-    };
+    remove(&copy)?;
+    sync()?;
+    // cp + sync as one measured shell command.
+    let script = "cp -a -- \"$1\" \"$2\" && sync -f \"$2\"";
+    let copy_run = measure(
+        &[
+            "sh".as_ref(),
+            "-c".as_ref(),
+            script.as_ref(),
+            "sh".as_ref(),
+            tree,
+            copy.as_os_str(),
+        ],
+        scratch,
+    )?;
+    remove(&copy)?;
     line(
         "reference: cp -a TREE + sync -f",
         describe(&copy_run, cores),
     );
-    let (empty, _) = best_of(o.runs, || {
-        remove(&repo)?;
-        sync()?;
-        run_ok(
-            Command::new(&o.cfsctl)
-                .arg("--repo")
-                .arg(&repo)
-                .args(["init", "--insecure"]),
-        )?;
-        let out = scratch.join("digest.out");
-        let r = measure(
-            &[
-                "sh".as_ref(),
-                "-c".as_ref(),
-                "\"$@\" > \"$0\"".as_ref(),
-                out.as_os_str(),
-                cfsctl,
-                "--repo".as_ref(),
-                repo.as_os_str(),
-                "create-image".as_ref(),
-                "--no-propagate-usr-to-root".as_ref(),
-                tree,
-            ],
-            scratch,
-        )?;
-        digests.push(std::fs::read_to_string(&out)?.trim().to_string());
-        peak_rss = peak_rss.max(r.max_rss_kib);
-        Ok(r)
-    })?;
-    let (objects, bytes) = object_stats(&repo);
-    line(
-        "objects stored",
-        format!("{objects} objects, {:.2} GB", bytes as f64 / 1e9),
-    );
-    line(
-        format!(
-            "create-image, best of {} (target <= {EMPTY_TARGET_S} s)",
-            o.runs
-        )
-        .as_str(),
-        format!(
-            "{}   {}",
-            describe(&empty, cores),
-            verdict_max(empty.wall, EMPTY_TARGET_S)
-        ),
-    );
-    line(
-        "create-image / (cp -a + sync)",
-        format!("{:.2}", empty.wall / copy_run.wall),
-    );
 
-    println!("-- (b) create-image into the populated repository");
-    sync()?;
-    let (dir_mode, _) = best_of(o.runs.max(3), || {
-        measure(
-            &[cfsctl, "mkcomposefs".as_ref(), tree, image.as_os_str()],
-            scratch,
-        )
-    })?;
-    line(
-        "reference: mkcomposefs TREE IMAGE (no store)",
-        describe(&dir_mode, cores),
-    );
-    let (populated, _) = best_of(o.runs.max(3), || {
+    let create = |digests: &mut Vec<String>, peak_rss: &mut u64| -> Result<Run> {
         let out = scratch.join("digest.out");
         let r = measure(
             &[
@@ -288,32 +230,88 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             scratch,
         )?;
         digests.push(std::fs::read_to_string(&out)?.trim().to_string());
-        peak_rss = peak_rss.max(r.max_rss_kib);
+        *peak_rss = (*peak_rss).max(r.max_rss_kib);
         Ok(r)
-    })?;
-    let (objects_after, _) = object_stats(&repo);
-    line(
-        format!(
-            "create-image, best of {} (target <= {POPULATED_TARGET_S} s)",
-            o.runs.max(3)
-        )
-        .as_str(),
-        format!(
-            "{}   {}",
-            describe(&populated, cores),
-            verdict_max(populated.wall, POPULATED_TARGET_S)
-        ),
-    );
-    line(
-        "create-image / mkcomposefs (no store)",
-        format!("{:.2}", populated.wall / dir_mode.wall),
-    );
-    // One more object at most: images of a tree whose atime-independent
-    // metadata did not change are identical.
-    line(
-        "new objects in the populated runs",
-        objects_after.saturating_sub(objects),
-    );
+    };
+    for algorithm in &o.algorithms {
+        println!("-- {algorithm}: (a) create-image into an empty insecure repository");
+        let (empty, _) = best_of(o.runs, || {
+            remove(&repo)?;
+            sync()?;
+            run_ok(
+                Command::new(&o.cfsctl)
+                    .arg("--repo")
+                    .arg(&repo)
+                    .args(["init", "--insecure", "--algorithm"])
+                    .arg(format!("fsverity-{algorithm}-12")),
+            )?;
+            create(&mut digests, &mut peak_rss)
+        })?;
+        let (objects, bytes) = object_stats(&repo);
+        line(
+            "objects stored",
+            format!("{objects} objects, {:.2} GB", bytes as f64 / 1e9),
+        );
+        line(
+            format!(
+                "create-image, best of {} (target <= {EMPTY_TARGET_S} s)",
+                o.runs
+            )
+            .as_str(),
+            format!(
+                "{}   {}",
+                describe(&empty, cores),
+                verdict_max(empty.wall, EMPTY_TARGET_S)
+            ),
+        );
+        line(
+            "create-image / (cp -a + sync)",
+            format!("{:.2}", empty.wall / copy_run.wall),
+        );
+
+        println!("-- {algorithm}: (b) create-image into the populated repository");
+        sync()?;
+        let (hash_only, _) = best_of(o.runs.max(3), || {
+            measure(
+                &[
+                    cfsctl,
+                    "--no-repo".as_ref(),
+                    "--hash".as_ref(),
+                    algorithm.as_ref(),
+                    "compute-id".as_ref(),
+                    "--no-propagate-usr-to-root".as_ref(),
+                    tree,
+                ],
+                scratch,
+            )
+        })?;
+        line(
+            "reference: compute-id (scan + hash, no store)",
+            describe(&hash_only, cores),
+        );
+        let (populated, _) = best_of(o.runs.max(3), || create(&mut digests, &mut peak_rss))?;
+        let (objects_after, _) = object_stats(&repo);
+        line(
+            format!(
+                "create-image, best of {} (target <= {POPULATED_TARGET_S} s)",
+                o.runs.max(3)
+            )
+            .as_str(),
+            format!(
+                "{}   {}",
+                describe(&populated, cores),
+                verdict_max(populated.wall, POPULATED_TARGET_S)
+            ),
+        );
+        line(
+            "create-image / compute-id",
+            format!("{:.2}", populated.wall / hash_only.wall),
+        );
+        line(
+            "new objects in the populated runs",
+            objects_after.saturating_sub(objects),
+        );
+    }
 
     println!("-- (c) memory");
     let rss = peak_rss as f64 / 1024.0;
