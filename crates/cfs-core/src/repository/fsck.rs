@@ -425,22 +425,12 @@ impl Repository {
         // Sizes of the referenced objects that exist.
         let mut sizes = HashMap::new();
         for object in stream.object_refs() {
-            match self.object_size(&object) {
-                Ok(Some(size)) => {
-                    sizes.insert(object, size);
-                }
-                Ok(None) => {
-                    report.missing_objects += 1;
-                    report.push(Problem::MissingObjectRef {
-                        path: path.to_string(),
-                        object_id: object.to_hex(),
-                    });
-                }
-                Err(e) => report.push(Problem::ObjectCheckFailed {
-                    path: path.to_string(),
-                    object_id: object.to_hex(),
-                    detail: e.to_string(),
-                }),
+            let missing = || Problem::MissingObjectRef {
+                path: path.to_string(),
+                object_id: object.to_hex(),
+            };
+            if let Some(size) = self.require_object(report, path, &object, missing) {
+                sizes.insert(object, size);
             }
         }
         let named = stream.named_refs().unwrap_or_else(|e| {
@@ -451,43 +441,23 @@ impl Repository {
         let mut seen = HashSet::new();
         for (name, target) in &named {
             seen.insert(*target);
-            match self.object_size(target) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    report.missing_objects += 1;
-                    report.push(Problem::MissingNamedRef {
-                        path: path.to_string(),
-                        ref_name: name.clone(),
-                        object_id: target.to_hex(),
-                    });
-                }
-                Err(e) => report.push(Problem::ObjectCheckFailed {
-                    path: path.to_string(),
-                    object_id: target.to_hex(),
-                    detail: format!("checking named ref '{name}': {e}"),
-                }),
-            }
+            let missing = || Problem::MissingNamedRef {
+                path: path.to_string(),
+                ref_name: name.clone(),
+                object_id: target.to_hex(),
+            };
+            self.require_object(report, path, target, missing);
         }
         // Stream refs without a name keep their target alive all the same.
         for target in stream.stream_refs() {
             if !seen.insert(target) {
                 continue;
             }
-            match self.object_size(&target) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    report.missing_objects += 1;
-                    report.push(Problem::MissingObjectRef {
-                        path: path.to_string(),
-                        object_id: target.to_hex(),
-                    });
-                }
-                Err(e) => report.push(Problem::ObjectCheckFailed {
-                    path: path.to_string(),
-                    object_id: target.to_hex(),
-                    detail: e.to_string(),
-                }),
-            }
+            let missing = || Problem::MissingObjectRef {
+                path: path.to_string(),
+                object_id: target.to_hex(),
+            };
+            self.require_object(report, path, &target, missing);
         }
         if let Err(detail) = check_chunks(&stream, &sizes) {
             report.push(read_failed(detail));
@@ -571,21 +541,11 @@ impl Repository {
         objects.sort_unstable();
         objects.dedup();
         for object in objects {
-            match self.object_size(&object) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    report.missing_objects += 1;
-                    report.push(Problem::ImageMissingObject {
-                        path: path.to_string(),
-                        object_id: object.to_hex(),
-                    });
-                }
-                Err(e) => report.push(Problem::ObjectCheckFailed {
-                    path: path.to_string(),
-                    object_id: object.to_hex(),
-                    detail: e.to_string(),
-                }),
-            }
+            let missing = || Problem::ImageMissingObject {
+                path: path.to_string(),
+                object_id: object.to_hex(),
+            };
+            self.require_object(report, path, &object, missing);
         }
         false
     }
@@ -688,6 +648,33 @@ impl Repository {
     }
 
     /// The size of the object `digest`, `None` if it does not exist.
+    /// Checks that an object referenced from `path` exists; returns its size.
+    /// A missing object is reported with `missing()` and counted.
+    fn require_object(
+        &self,
+        report: &mut FsckReport,
+        path: &str,
+        object: &Digest,
+        missing: impl FnOnce() -> Problem,
+    ) -> Option<u64> {
+        match self.object_size(object) {
+            Ok(Some(size)) => Some(size),
+            Ok(None) => {
+                report.missing_objects += 1;
+                report.push(missing());
+                None
+            }
+            Err(e) => {
+                report.push(Problem::ObjectCheckFailed {
+                    path: path.to_string(),
+                    object_id: object.to_hex(),
+                    detail: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
     fn object_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
         if digest.algorithm() != self.algorithm() {
             return Ok(None);
