@@ -5,4 +5,5 @@
 
 pub(crate) mod file_map;
 pub(crate) mod sha256_interleaved;
+pub(crate) mod sha512_lanes;
 pub(crate) mod verity_ioctl;
