@@ -120,8 +120,8 @@ pub(crate) fn hash_block(alg: Algorithm, block: &[u8; BLOCK_SIZE], out: &mut [u8
 /// Hashes many independent blocks: `out` receives [`hash_block`] of each, one
 /// digest after the other (`out.len() == blocks.len() * alg.digest_len()`).
 /// Leaves go through multi-stream primitives where the CPU has them: SHA-256
-/// four (then two) interleaved SHA-NI streams, SHA-512 eight AVX-512 (then
-/// four AVX2) lanes; the rest one block at a time.
+/// four (then two) interleaved SHA-NI streams, SHA-512 eight (then four, then
+/// a padded four for two or three) SIMD lanes; the rest one block at a time.
 pub(crate) fn hash_blocks(alg: Algorithm, blocks: &[[u8; BLOCK_SIZE]], out: &mut [u8]) {
     use crate::sys::{sha256_interleaved as sha256, sha512_lanes as sha512};
     let d = alg.digest_len();
@@ -136,7 +136,9 @@ pub(crate) fn hash_blocks(alg: Algorithm, blocks: &[[u8; BLOCK_SIZE]], out: &mut
         }
         Algorithm::Sha512 => {
             let eight = in_groups::<8, 64>(blocks, out, sha512::hash_eight);
-            eight + in_groups::<4, 64>(&blocks[eight..], &mut out[eight * 64..], sha512::hash_four)
+            let four = eight
+                + in_groups::<4, 64>(&blocks[eight..], &mut out[eight * 64..], sha512::hash_four);
+            four + sha512_tail(&blocks[four..], &mut out[four * 64..])
         }
     };
     for (block, slot) in blocks[done..]
@@ -177,6 +179,27 @@ fn in_groups<const N: usize, const D: usize>(
         done += N;
     }
     done
+}
+
+/// Hashes two or three remaining SHA-512 blocks with one four-lane call whose
+/// spare lanes repeat the last block: the call costs about as much as one
+/// block through `sha2`, so it pays from two blocks on. Returns how many
+/// blocks were hashed (0 for other counts or without the instructions).
+fn sha512_tail(blocks: &[[u8; BLOCK_SIZE]], out: &mut [u8]) -> usize {
+    let n = blocks.len();
+    let mut outs = [[0u8; 64]; 4];
+    if !(2..4).contains(&n)
+        || !crate::sys::sha512_lanes::hash_four(
+            std::array::from_fn(|i| &blocks[i.min(n - 1)]),
+            outs.each_mut(),
+        )
+    {
+        return 0;
+    }
+    for (dst, h) in out.chunks_exact_mut(64).zip(&outs[..n]) {
+        dst.copy_from_slice(h);
+    }
+    n
 }
 
 /// Splits `data` into whole blocks (borrowed in place) and the remainder.
