@@ -16,6 +16,7 @@ use sha2::Digest as _;
 use sha2::block_api::{compress256, compress512};
 
 use super::digest::{Algorithm, Digest};
+use crate::sys::{sha256_interleaved as sha256, sha512_lanes as sha512};
 
 /// Merkle tree block size used by composefs (`log_blocksize = 12`).
 pub const BLOCK_SIZE: usize = 4096;
@@ -123,7 +124,6 @@ pub(crate) fn hash_block(alg: Algorithm, block: &[u8; BLOCK_SIZE], out: &mut [u8
 /// four (then two) interleaved SHA-NI streams, SHA-512 eight (then four, then
 /// a padded four for two or three) SIMD lanes; the rest one block at a time.
 pub(crate) fn hash_blocks(alg: Algorithm, blocks: &[[u8; BLOCK_SIZE]], out: &mut [u8]) {
-    use crate::sys::{sha256_interleaved as sha256, sha512_lanes as sha512};
     let d = alg.digest_len();
     let done = match alg {
         Algorithm::Sha256 => {
@@ -154,8 +154,8 @@ pub(crate) fn hash_blocks(alg: Algorithm, blocks: &[[u8; BLOCK_SIZE]], out: &mut
 type Streams<const N: usize, const D: usize> =
     fn([&[u8; BLOCK_SIZE]; N], [&mut [u8; D]; N]) -> bool;
 
-/// Hashes the leading whole groups of `N` blocks with `hash`. Returns how many blocks were hashed (their digests fill the start of
-/// `out`).
+/// Hashes the leading whole groups of `N` blocks with `hash`. Returns how many
+/// blocks were hashed (their digests fill the start of `out`).
 fn in_groups<const N: usize, const D: usize>(
     blocks: &[[u8; BLOCK_SIZE]],
     out: &mut [u8],
@@ -189,7 +189,7 @@ fn sha512_tail(blocks: &[[u8; BLOCK_SIZE]], out: &mut [u8]) -> usize {
     let n = blocks.len();
     let mut outs = [[0u8; 64]; 4];
     if !(2..4).contains(&n)
-        || !crate::sys::sha512_lanes::hash_four(
+        || !sha512::hash_four(
             std::array::from_fn(|i| &blocks[i.min(n - 1)]),
             outs.each_mut(),
         )
