@@ -473,10 +473,9 @@ mod avx2 {
 /// three-input logic: a third of the AVX2 instruction count per round, for
 /// groups too small for eight lanes.
 ///
-/// The AVX-512 intrinsics are stable since Rust 1.89, above the workspace's
-/// declared `rust-version`.
+/// (The AVX-512 intrinsics are stable since Rust 1.89, the workspace's
+/// `rust-version`.)
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 mod avx512vl {
     use super::avx512::{CHOOSE, MAJORITY, XOR3};
     use super::*;
@@ -583,10 +582,9 @@ mod avx512vl {
 
 /// Eight lanes in `__m512i` (AVX-512 F for the arithmetic, BW for `vpshufb`).
 ///
-/// The AVX-512 intrinsics are stable since Rust 1.89, above the workspace's
-/// declared `rust-version`.
+/// (The AVX-512 intrinsics are stable since Rust 1.89, the workspace's
+/// `rust-version`.)
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 mod avx512 {
     use super::*;
 
