@@ -206,12 +206,11 @@ fn run(args: &[OsString]) -> Result<(), Fatal> {
 /// The payloads (object paths) of all external regular files.
 fn collect_payloads(fs: &FileSystem, objects: &mut BTreeSet<Box<[u8]>>) {
     for inode in fs.inodes() {
-        if let InodeKind::Regular(RegularFile::External(ext)) = &inode.kind {
-            if let Some(p) = &ext.payload {
-                if !objects.contains(p) {
-                    objects.insert(p.clone());
-                }
-            }
+        if let InodeKind::Regular(RegularFile::External(ext)) = &inode.kind
+            && let Some(p) = &ext.payload
+            && !objects.contains(p)
+        {
+            objects.insert(p.clone());
         }
     }
 }

@@ -78,13 +78,12 @@ pub(super) fn parse_mtime(field: &[u8]) -> Result<Mtime, ParseErrorKind> {
 /// bytes): exactly 128 hex digits are a SHA-512 digest, so dumps of SHA-512
 /// images (repositories) round-trip.
 pub(super) fn parse_digest_lenient(text: &[u8]) -> Digest {
-    if text.len() == 128 {
-        if let Ok(d) = std::str::from_utf8(text)
+    if text.len() == 128
+        && let Ok(d) = std::str::from_utf8(text)
             .map_err(|_| ())
             .and_then(|t| Digest::from_hex(t).map_err(|_| ()))
-        {
-            return d;
-        }
+    {
+        return d;
     }
     let mut raw = [0u8; 32];
     let mut pairs = text.chunks_exact(2);

@@ -354,10 +354,10 @@ impl Marker<'_> {
 
     fn extra_root(&mut self, root: &str) -> Result<()> {
         let repo = self.repo;
-        if is_hex_digest(root, repo.algorithm().digest_len()) {
-            if let Ok(d) = repo.resolve_image(root) {
-                return self.image(&d);
-            }
+        if is_hex_digest(root, repo.algorithm().digest_len())
+            && let Ok(d) = repo.resolve_image(root)
+        {
+            return self.image(&d);
         }
         if let Some(name) = root.strip_prefix("images/") {
             let d = repo.resolve_image(name)?;

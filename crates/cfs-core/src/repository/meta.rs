@@ -125,12 +125,12 @@ pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
         },
         None => (name, None),
     };
-    if let Some(lg) = lg {
-        if lg != "12" {
-            return Err(format!(
-                "unsupported fs-verity block size 2^{lg} in {name:?} (only 12, 4096 bytes)"
-            ));
-        }
+    if let Some(lg) = lg
+        && lg != "12"
+    {
+        return Err(format!(
+            "unsupported fs-verity block size 2^{lg} in {name:?} (only 12, 4096 bytes)"
+        ));
     }
     match hash {
         "sha256" => Ok(Algorithm::Sha256),

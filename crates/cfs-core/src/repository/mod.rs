@@ -417,10 +417,10 @@ pub(crate) fn mkdir_at(dir: &OwnedFd, path: &Path, rel: &str) -> Result<()> {
 
 /// Why the repository directory cannot be written, if it cannot.
 fn writability(dir: &OwnedFd, path: &Path) -> Option<String> {
-    if let Ok(st) = rustix::fs::fstatvfs(dir) {
-        if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
-            return Some("the filesystem is mounted read-only".into());
-        }
+    if let Ok(st) = rustix::fs::fstatvfs(dir)
+        && st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
+    {
+        return Some("the filesystem is mounted read-only".into());
     }
     if rustix::fs::accessat(dir, ".", rustix::fs::Access::WRITE_OK, AtFlags::EACCESS).is_err() {
         return Some(format!("no write permission on {}", path.display()));

@@ -42,10 +42,10 @@ impl Repository {
         )
         .map_err(|e| RepoError::io(self.display(parent), e))?;
         // Fast path: a link that already has the right value stays as it is.
-        if let Ok(existing) = rustix::fs::readlinkat(&parent_fd, name, Vec::new()) {
-            if existing.as_bytes() == value.as_bytes() {
-                return Ok(());
-            }
+        if let Ok(existing) = rustix::fs::readlinkat(&parent_fd, name, Vec::new())
+            && existing.as_bytes() == value.as_bytes()
+        {
+            return Ok(());
         }
         let tmp = format!(".tmp-link-{}-{}", std::process::id(), unique());
         rustix::fs::symlinkat(value.as_str(), &parent_fd, tmp.as_str())

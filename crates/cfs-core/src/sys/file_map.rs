@@ -144,7 +144,7 @@ impl FileMap {
         }
         let offset = libc::off_t::try_from(offset)
             .ok()
-            .filter(|o| *o as usize % PAGE_SIZE.load(Ordering::Relaxed) == 0)
+            .filter(|o| (*o as usize).is_multiple_of(PAGE_SIZE.load(Ordering::Relaxed)))
             .ok_or(io::ErrorKind::InvalidInput)?;
         let slot = TABLE
             .iter()

@@ -36,12 +36,11 @@ pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
             .with_context(|| format!("Resetting metadata of repository at {shown}"))?;
     }
     create_repo_dir(&path).with_context(|| format!("Initializing repository at {shown}"))?;
-    if args.ensure {
-        if let Some(message) = ensure_existing(global, &path, args.algorithm)
+    if args.ensure
+        && let Some(message) = ensure_existing(global, &path, args.algorithm)
             .with_context(|| format!("Ensuring repository at {shown}"))?
-        {
-            return print(&format!("{message}\n"));
-        }
+    {
+        return print(&format!("{message}\n"));
     }
     let (_repo, what) = Repository::init(&path, &opts)
         .with_context(|| format!("Initializing repository at {shown}"))?;

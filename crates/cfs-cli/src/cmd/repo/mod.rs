@@ -75,14 +75,14 @@ pub(crate) fn open_repo(global: &GlobalOpts) -> Result<Repository> {
 
 /// `--hash` must agree with the repository's algorithm.
 fn check_hash(global: &GlobalOpts, repo: &Repository) -> Result<()> {
-    if let Some(hash) = global.hash {
-        if hash.algorithm() != repo.algorithm() {
-            bail!(
-                "repository is configured for {} (from meta.json) but --hash {} was specified",
-                meta::algorithm_name(repo.algorithm()),
-                hash.algorithm().name()
-            );
-        }
+    if let Some(hash) = global.hash
+        && hash.algorithm() != repo.algorithm()
+    {
+        bail!(
+            "repository is configured for {} (from meta.json) but --hash {} was specified",
+            meta::algorithm_name(repo.algorithm()),
+            hash.algorithm().name()
+        );
     }
     Ok(())
 }

@@ -182,7 +182,7 @@ impl<'a> Image<'a> {
 
         let blocks = sb.blocks.get();
         let len64 = len as u64;
-        if len % BLOCK_SIZE != 0 || u64::from(blocks).checked_mul(BLOCK) != Some(len64) {
+        if !len.is_multiple_of(BLOCK_SIZE) || u64::from(blocks).checked_mul(BLOCK) != Some(len64) {
             return Err(ReadError::SizeMismatch { len, blocks });
         }
         let xattr_base = u64::from(sb.xattr_blkaddr.get())

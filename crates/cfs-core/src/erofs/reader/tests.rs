@@ -59,7 +59,7 @@ impl Raw {
         xattrs: &[u8],
         tail: &[u8],
     ) {
-        assert!(xattrs.is_empty() || (xattrs.len() - 12) % 4 == 0);
+        assert!(xattrs.is_empty() || (xattrs.len() - 12).is_multiple_of(4));
         let icount = if xattrs.is_empty() {
             0
         } else {

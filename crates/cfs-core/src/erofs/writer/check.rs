@@ -128,13 +128,13 @@ fn inode(fs: &FileSystem, id: InodeId) -> Result<usize, WriteError> {
                     size: ext.size,
                 });
             }
-            if let Some(p) = &ext.payload {
-                if p.len() >= PATH_MAX || p.contains(&0) {
-                    return Err(WriteError::BadPayload {
-                        path: path_of(fs, id),
-                        len: p.len(),
-                    });
-                }
+            if let Some(p) = &ext.payload
+                && (p.len() >= PATH_MAX || p.contains(&0))
+            {
+                return Err(WriteError::BadPayload {
+                    path: path_of(fs, id),
+                    len: p.len(),
+                });
             }
         }
         _ => {}

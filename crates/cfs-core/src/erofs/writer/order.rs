@@ -148,11 +148,11 @@ impl<'a> Order<'a> {
         order.push(fs, Node::Inode(fs.root()), 0);
         let mut head = 0;
         while head < order.nodes.len() {
-            if let Node::Inode(id) = order.nodes[head] {
-                if fs.directory(id).is_some() {
-                    let extras: &[Extra] = if head == 0 { &root_extras } else { &DOTS };
-                    order.enqueue_children(fs, head, extras);
-                }
+            if let Node::Inode(id) = order.nodes[head]
+                && fs.directory(id).is_some()
+            {
+                let extras: &[Extra] = if head == 0 { &root_extras } else { &DOTS };
+                order.enqueue_children(fs, head, extras);
             }
             head += 1;
         }
@@ -193,10 +193,10 @@ impl<'a> Order<'a> {
             };
             // A validated tree reaches every inode through one primary name;
             // the guard keeps a malformed one from looping.
-            if let Node::Inode(cid) = node {
-                if self.index_of[cid.index()] != NONE {
-                    continue;
-                }
+            if let Node::Inode(cid) = node
+                && self.index_of[cid.index()] != NONE
+            {
+                continue;
             }
             if self.push(fs, node, dir) {
                 subdirs += 1;

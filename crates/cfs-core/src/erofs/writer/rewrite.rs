@@ -274,15 +274,15 @@ impl<'a, 'o> XattrContext<'a, 'o> {
             return Ok(());
         }
         out.sort_unstable_by(|a, b| a.cmp_name(b));
-        if user >= 2 {
-            if let Some(pair) = out.windows(2).find(|w| w[0].same_name(&w[1])) {
-                let mut name = pair[0].full_name_head().to_vec();
-                name.extend_from_slice(pair[0].name);
-                return Err(WriteError::DuplicateXattr {
-                    path: path_of(self.fs, id),
-                    name: String::from_utf8_lossy(&name).into_owned(),
-                });
-            }
+        if user >= 2
+            && let Some(pair) = out.windows(2).find(|w| w[0].same_name(&w[1]))
+        {
+            let mut name = pair[0].full_name_head().to_vec();
+            name.extend_from_slice(pair[0].name);
+            return Err(WriteError::DuplicateXattr {
+                path: path_of(self.fs, id),
+                name: String::from_utf8_lossy(&name).into_owned(),
+            });
         }
         Ok(())
     }
