@@ -182,6 +182,7 @@ fn killed_imports_leave_a_consistent_repository() {
             }
         }
     }
+    eprintln!("{killed} of {ITERATIONS} imports were killed mid-way");
     assert!(
         killed >= ITERATIONS / 2,
         "only {killed} of {ITERATIONS} runs were killed mid-way"
