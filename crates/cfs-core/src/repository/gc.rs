@@ -326,27 +326,31 @@ impl Marker<'_> {
         Ok(())
     }
 
+    /// Marks a stream and everything it reaches. Chains of named refs are
+    /// followed with a work list, not recursion, so a hostile chain cannot
+    /// exhaust the stack.
     fn stream(&mut self, digest: &Digest) -> Result<()> {
-        if self.streams.get(digest) == Some(&true) {
-            return Ok(());
-        }
-        self.streams.insert(*digest, true);
-        self.live.insert(*digest);
-        let data = self
-            .repo
-            .read_object(digest, super::streams::MAX_STREAM_LEN)?;
-        let path = self.repo.display(&paths::object_path(digest));
-        let stream = SplitStream::parse(&data).map_err(|source| RepoError::Stream {
-            path: path.clone(),
-            source,
-        })?;
-        self.live.extend(stream.object_refs());
-        for target in stream.stream_refs() {
-            self.live.insert(target);
-            if self.streams.contains_key(&target) {
-                self.stream(&target)?;
-            } else if self.images.contains_key(&target) {
-                self.image(&target)?;
+        let mut pending = vec![*digest];
+        while let Some(digest) = pending.pop() {
+            if self.streams.get(&digest) == Some(&true) {
+                continue;
+            }
+            self.streams.insert(digest, true);
+            self.live.insert(digest);
+            let data = self
+                .repo
+                .read_object(&digest, super::streams::MAX_STREAM_LEN)?;
+            let path = self.repo.display(&paths::object_path(&digest));
+            let stream =
+                SplitStream::parse(&data).map_err(|source| RepoError::Stream { path, source })?;
+            self.live.extend(stream.object_refs());
+            for target in stream.stream_refs() {
+                self.live.insert(target);
+                if self.streams.contains_key(&target) {
+                    pending.push(target);
+                } else if self.images.contains_key(&target) {
+                    self.image(&target)?;
+                }
             }
         }
         Ok(())

@@ -393,3 +393,46 @@ proptest! {
         check_model(&m);
     }
 }
+
+/// A long chain of streams, each naming the next through a named ref, is
+/// marked without recursion (a hostile chain cannot overflow the stack).
+#[test]
+fn long_named_ref_chains_are_followed_iteratively() {
+    use crate::splitstream::{ContentType, SplitStreamWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(tmp.path(), Algorithm::Sha256);
+    let (leaf, _) = object(&repo, &[5u8; 1000]);
+    let mut next: Option<Digest> = None;
+    let mut first = None;
+    for i in 0..1500 {
+        let mut w = SplitStreamWriter::new(Algorithm::Sha256, ContentType::OCI_BLOB);
+        w.write_inline(format!("link {i}").as_bytes());
+        if let Some(n) = next {
+            w.add_named_ref("next", &n).unwrap();
+        } else {
+            w.add_external(&leaf, 1000).unwrap();
+        }
+        let (d, _) = repo.ensure_object_bytes(&w.finish().unwrap()).unwrap();
+        // Link without the per-stream sync barrier: only the graph matters here.
+        repo.set_link(&format!("streams/s{i}"), &paths::object_path(&d))
+            .unwrap();
+        next = Some(d);
+        first = Some(i);
+    }
+    let top = first.unwrap();
+    repo.set_link("streams/refs/top", &format!("streams/s{top}"))
+        .unwrap();
+    let (orphan, _) = object(&repo, &[6u8; 1000]);
+    // Run on a thread with a small stack, where deep recursion would fail.
+    let report = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn_scoped(s, || repo.gc(&GcOptions::default()).unwrap())
+            .unwrap()
+            .join()
+            .unwrap()
+    });
+    assert_eq!(report.objects_removed, 1);
+    assert!(!object_file(&repo, &orphan).exists());
+    assert!(object_file(&repo, &leaf).exists());
+}
