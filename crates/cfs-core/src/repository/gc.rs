@@ -28,6 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -174,48 +175,87 @@ impl Repository {
             }
         }
         subdirs.sort();
-        let alg = self.algorithm();
-        for sub in subdirs {
-            let sub_path = objects_path.join(&sub);
-            let dir = rustix::fs::openat(
-                objects,
-                sub.as_str(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .map_err(|e| RepoError::io(&sub_path, e))?;
-            let names: Vec<String> = std::fs::read_dir(&sub_path)
-                .map_err(|e| RepoError::io(&sub_path, e))?
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
+        // Unlinking is kernel work (freeing blocks); subdirectories are swept
+        // on all CPUs, each worker taking the next unswept one.
+        let next = AtomicUsize::new(0);
+        let threads = crate::verity::resolve_threads(0).min(subdirs.len()).max(1);
+        let results: Vec<Result<GcReport>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = GcReport::default();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(sub) = subdirs.get(i) else {
+                                return Ok(mine);
+                            };
+                            self.sweep_subdir(sub, live, dry_run, &mut mine)?;
+                        }
+                    })
+                })
                 .collect();
-            for name in names {
-                let digest = match Digest::from_object_path(&format!("{sub}/{name}")) {
-                    Ok(d) if d.algorithm() == alg => d,
-                    _ => {
-                        report.unknown_files += 1;
-                        continue;
-                    }
-                };
-                if live.contains(&digest) {
-                    report.objects_kept += 1;
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for r in results {
+            let r = r?;
+            report.objects_kept += r.objects_kept;
+            report.objects_removed += r.objects_removed;
+            report.bytes_removed += r.bytes_removed;
+            report.unknown_files += r.unknown_files;
+        }
+        Ok(())
+    }
+
+    /// Sweeps one `objects/XX/` directory into `report`.
+    fn sweep_subdir(
+        &self,
+        sub: &str,
+        live: &HashSet<Digest>,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let alg = self.algorithm();
+        let sub_path = self.display(paths::OBJECTS).join(sub);
+        let dir = rustix::fs::openat(
+            self.objects().as_fd(),
+            sub,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| RepoError::io(&sub_path, e))?;
+        let names: Vec<String> = std::fs::read_dir(&sub_path)
+            .map_err(|e| RepoError::io(&sub_path, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        for name in names {
+            let digest = match Digest::from_object_path(&format!("{sub}/{name}")) {
+                Ok(d) if d.algorithm() == alg => d,
+                _ => {
+                    report.unknown_files += 1;
                     continue;
                 }
-                let size = match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                {
-                    Ok(st) => st.st_size as u64,
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(RepoError::io(sub_path.join(&name), e)),
-                };
-                if !dry_run {
-                    match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
-                        Ok(()) | Err(Errno::NOENT) => {}
-                        Err(e) => return Err(RepoError::io(sub_path.join(&name), e)),
-                    }
-                }
-                report.objects_removed += 1;
-                report.bytes_removed += size;
+            };
+            if live.contains(&digest) {
+                report.objects_kept += 1;
+                continue;
             }
+            let size = match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st.st_size as u64,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(RepoError::io(sub_path.join(&name), e)),
+            };
+            if !dry_run {
+                match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => return Err(RepoError::io(sub_path.join(&name), e)),
+                }
+            }
+            report.objects_removed += 1;
+            report.bytes_removed += size;
         }
         Ok(())
     }
