@@ -1,7 +1,9 @@
 //! Optional interoperability test against a reference composefs-rs 0.9
 //! `cfsctl` (not installed in CI: skipped when absent). Set
 //! `CFS_REFERENCE_CFSCTL` to its path; the default is
-//! `/tmp/cfsctl094/bin/cfsctl`.
+//! `/tmp/cfsctl094/bin/cfsctl`. Built with `cargo install composefs-ctl
+//! --version 0.9.4 --locked --no-default-features --features pre-6.15,oci
+//! --root /tmp/cfsctl094` (the `oci` feature enables the split stream test).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -110,4 +112,72 @@ fn interop_with_reference_cfsctl() {
     ok(&run(theirs(&ours_repo).arg("gc")));
     ok(&run(cfsctl(&ours_repo).arg("fsck")));
     ok(&run(cfsctl(&ours_repo).args(["dump", "img"])));
+}
+
+/// A split stream written by the reference (`oci import-layer`, only in
+/// builds with its `oci` feature) is reassembled bit-exactly by our `cat`,
+/// passes our fsck, is kept by our gc while referenced and collected once
+/// its ref is gone.
+#[test]
+fn reference_split_streams_read_by_cfs() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let probe = run(Command::new(&reference).args(["oci", "--help"]));
+    if !probe.status.success() {
+        eprintln!("reference cfsctl built without `oci`: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree, 9, true);
+    let tar = tmp.path().join("layer.tar");
+    let out = run(Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    assert!(out.status.success());
+    let bytes = std::fs::read(&tar).unwrap();
+    let diff_id = format!("sha256:{}", crate::support::sha256_file(&tar));
+    let repo = tmp.path().join("repo");
+    init(&repo, "fsverity-sha256-12");
+    let out = Command::new(&reference)
+        .arg("--repo")
+        .arg(&repo)
+        .args(["oci", "import-layer", &diff_id, "layer"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["refs/layer", "layer", &format!("oci-layer-{diff_id}")] {
+        let out = run(cfsctl(&repo).arg("cat").arg(name));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == bytes,
+            "{name}: reassembled bytes differ from the tar"
+        );
+    }
+    assert!(ok(&run(cfsctl(&repo).arg("fsck"))).ends_with("status: ok\n"));
+    assert_eq!(
+        ok(&run(cfsctl(&repo).arg("gc"))),
+        "Objects: 0 removed (0 bytes)\n"
+    );
+    std::fs::remove_file(repo.join("streams/refs/layer")).unwrap();
+    let gc = ok(&run(cfsctl(&repo).arg("gc")));
+    assert!(gc.contains("Pruned symlinks: 0 images, 1 streams"), "{gc}");
+    let fsck = ok(&run(Command::new(&reference)
+        .arg("--repo")
+        .arg(&repo)
+        .arg("fsck")));
+    assert!(fsck.ends_with("status: ok\n"), "{fsck}");
 }
