@@ -18,9 +18,9 @@ use cfs_core::verity::Algorithm;
 use crate::cmd::repo;
 
 const AFTER_HELP: &str = "\
-The binary also acts as `mkcomposefs` and `composefs-info` (C-compatible
-options) when called by those names or as `cfsctl mkcomposefs …` /
-`cfsctl composefs-info …`.";
+The binary also acts as `mkcomposefs`, `composefs-info` and `mount.composefs`
+(C-compatible options) when called by those names or as
+`cfsctl mkcomposefs …` / `cfsctl composefs-info …` / `cfsctl mount.composefs …`.";
 
 /// Manage composefs repositories and images.
 #[derive(Debug, Parser)]
