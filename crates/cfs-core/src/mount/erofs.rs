@@ -54,7 +54,7 @@ pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> OsString {
     format!("/proc/self/fd/{}", fd.as_raw_fd()).into()
 }
 
-fn mount_source(
+pub(super) fn mount_source(
     source: &OsStr,
     acl: bool,
     idmap: Option<BorrowedFd<'_>>,

@@ -371,3 +371,5 @@ fn open_basedirs(dirs: &[&Path]) -> Result<Vec<OwnedFd>, MountError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_privileged;
