@@ -492,6 +492,89 @@ fn mount_t_composefs_through_sbin_helper() {
     assert_same_tree(&f.src, &f.mnt);
 }
 
+/// A child process in a new user namespace mapping 0..65536 to
+/// 100000..165536; killed when dropped.
+struct UserNamespace(std::process::Child);
+
+impl UserNamespace {
+    fn new() -> UserNamespace {
+        let child = std::process::Command::new("unshare")
+            .args(["--user", "sleep", "600"])
+            .spawn()
+            .expect("unshare(1)");
+        let ns = UserNamespace(child);
+        let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+        let path = ns.path();
+        for _ in 0..500 {
+            if std::fs::read_link(&path).is_ok_and(|n| n != own) {
+                // Root in the parent namespace may write any mapping.
+                let pid = ns.0.id();
+                std::fs::write(format!("/proc/{pid}/uid_map"), "0 100000 65536").unwrap();
+                std::fs::write(format!("/proc/{pid}/gid_map"), "0 100000 65536").unwrap();
+                return ns;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("unshare --user did not create a namespace");
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/user", self.0.id()))
+    }
+}
+
+impl Drop for UserNamespace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn idmapped_mount() {
+    if !privileged("idmapped_mount") {
+        return;
+    }
+    let f = Fixture::new();
+    let ns = UserNamespace::new();
+    let mounted = f.mount_ok(&format!(
+        "basedir={},idmap={}",
+        f.store.display(),
+        ns.path().display()
+    ));
+    // Ids outside the mapping show as the overflow id 65534.
+    let mapped = |id: u32| if id < 65536 { id + 100_000 } else { 65534 };
+    let source = walk(&f.src);
+    for (path, s) in &source {
+        let m = std::fs::symlink_metadata(f.mnt.join(path)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (mapped(s.uid()), mapped(s.gid())),
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        sha256_file(&f.mnt.join("dir/big")),
+        sha256_file(&f.src.join("dir/big"))
+    );
+    drop(mounted);
+    let (o, _) = f.mount(&format!(
+        "basedir={},idmap={}",
+        f.store.display(),
+        f.path("no-ns").display()
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "mount.composefs: Failed to open userns {}: No such file or directory",
+            f.path("no-ns").display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// The errno values the tests expect (Linux).
 mod libc_errno {
     pub(super) const ENOENT: i32 = 2;
