@@ -37,10 +37,12 @@
 //!    6.15); if the kernel rejects that, the EROFS mount is attached to the
 //!    temporary directory and the layers are given as path strings.
 //! 7. EINVAL from `lowerdir+`/`datadir+`/`upperdir`/`workdir`/create with
-//!    paths means a kernel < 6.7: `mount(2)` with the data string
+//!    paths means a kernel < 6.7 (as in C): `mount(2)` with the data string
 //!    `metacopy=on,redirect_dir=on,lowerdir=T::B1::B2[,upperdir=U,workdir=W][,verity=require]`
 //!    (commas in paths escaped as `\,`) and `MS_SILENT`; on EINVAL once more
-//!    with `lowerdir=T:B1:B2` (no data-only layers) without `MS_SILENT`.
+//!    with `lowerdir=T:B1:B2` (no data-only layers) without `MS_SILENT`. If
+//!    that fails too after the kernel had accepted `lowerdir+` (only create
+//!    failed), the create error and its kernel log are reported.
 //! 8. Always, also on error: lazily unmount (`MNT_DETACH`) the temporary EROFS
 //!    mount and remove the directory. The overlay keeps its own reference.
 //!
@@ -327,7 +329,7 @@ pub fn mount_image(image: &File, target: &Path, opts: &MountOptions) -> Result<(
             Err(Failure::Attach(e)) => return Err(e),
             // Layers by descriptor rejected (kernel < 6.15), or no new overlay
             // options: attach EROFS to the temporary directory, use paths.
-            Ok(overlay::Outcome::Legacy) | Err(Failure::Configure(_)) => {}
+            Ok(overlay::Outcome::Legacy(_)) | Err(Failure::Configure(_)) => {}
         }
         rustix::mount::move_mount(
             fd.as_fd(),
@@ -345,8 +347,9 @@ pub fn mount_image(image: &File, target: &Path, opts: &MountOptions) -> Result<(
     let data: Vec<Layer<'_>> = basedirs.iter().map(|&p| Layer::Path(p)).collect();
     match overlay::mount_new(&settings, Layer::Path(temp.path()), &data, target) {
         Ok(overlay::Outcome::Mounted) => Ok(()),
-        Ok(overlay::Outcome::Legacy) => {
+        Ok(overlay::Outcome::Legacy(create_error)) => {
             overlay::mount_legacy(&settings, temp.path(), &basedirs, target)
+                .map_err(|legacy| create_error.unwrap_or(legacy))
         }
         Err(Failure::Attach(e) | Failure::Configure(e)) => Err(e),
     }

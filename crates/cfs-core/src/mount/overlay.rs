@@ -120,8 +120,11 @@ pub(crate) fn new_api_steps<'a>(
 pub(crate) enum Outcome {
     /// The overlay is mounted on the target.
     Mounted,
-    /// The kernel lacks the new overlay options: use [`mount_legacy`].
-    Legacy,
+    /// The kernel lacks the new overlay options: use [`mount_legacy`]. When
+    /// only the final create failed with EINVAL (the kernel accepted
+    /// `lowerdir+`, so it is new enough), that error is kept: it is the one
+    /// to report if the legacy mount fails too.
+    Legacy(Option<MountError>),
 }
 
 /// Where an error happened (the caller retries layers given by descriptor
@@ -143,7 +146,7 @@ pub(crate) fn mount_new(
 ) -> Result<Outcome, Failure> {
     let ctx = match FsContext::open("overlay") {
         Ok(ctx) => ctx,
-        Err(Errno::NOSYS) => return Ok(Outcome::Legacy),
+        Err(Errno::NOSYS) => return Ok(Outcome::Legacy(None)),
         Err(errno) => {
             return Err(Failure::Configure(MountError::Syscall {
                 op: "fsopen(overlay)".into(),
@@ -156,7 +159,7 @@ pub(crate) fn mount_new(
         .set_string("unsupported", "unsupported".as_ref())
         .is_ok()
     {
-        return Ok(Outcome::Legacy);
+        return Ok(Outcome::Legacy(None));
     }
     let _ = ctx.take_log();
     for step in new_api_steps(s, lower, data) {
@@ -171,14 +174,16 @@ pub(crate) fn mount_new(
                 if matches!(step.value, Value::Fd(_)) {
                     return Err(Failure::Configure(e));
                 }
-                return Ok(Outcome::Legacy);
+                return Ok(Outcome::Legacy(None));
             }
             Err(e) => return Err(Failure::Configure(e)),
         }
     }
     match ctx.create() {
         Ok(()) => {}
-        Err(e) if e.errno() == Errno::INVAL && !has_fd(lower, data) => return Ok(Outcome::Legacy),
+        Err(e) if e.errno() == Errno::INVAL && !has_fd(lower, data) => {
+            return Ok(Outcome::Legacy(Some(e)));
+        }
         Err(e) => return Err(Failure::Configure(e)),
     }
     let attrs = if s.read_only {

@@ -194,3 +194,25 @@ fn overlay_with_path_layers_and_legacy_data() {
         assert_eq!(std::fs::read(target.join("small")).unwrap(), b"abc");
     }
 }
+
+#[test]
+fn kernel_log_is_attached_to_errors() {
+    if !privileged("kernel_log_is_attached_to_errors") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = super::context::FsContext::open("overlay").unwrap();
+    ctx.set_string("datadir+", tmp.path().as_os_str()).unwrap();
+    // overlayfs reports this one through the fs context (invalfc).
+    let e = ctx
+        .set_string("lowerdir+", tmp.path().as_os_str())
+        .unwrap_err();
+    assert_eq!(e.errno(), rustix::io::Errno::INVAL);
+    assert!(
+        e.kernel_log()
+            .iter()
+            .any(|l| l.contains("cannot follow data layers")),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("overlay lowerdir+="), "{e}");
+}
