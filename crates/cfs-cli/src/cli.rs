@@ -18,9 +18,9 @@ use cfs_core::verity::Algorithm;
 use crate::cmd::repo;
 
 const AFTER_HELP: &str = "\
-The binary also acts as `mkcomposefs` and `composefs-info` (C-compatible
-options) when called by those names or as `cfsctl mkcomposefs …` /
-`cfsctl composefs-info …`.";
+The binary also acts as `mkcomposefs`, `composefs-info` and `mount.composefs`
+(C-compatible options) when called by those names or as
+`cfsctl mkcomposefs …` / `cfsctl composefs-info …` / `cfsctl mount.composefs …`.";
 
 /// Manage composefs repositories and images.
 #[derive(Debug, Parser)]
@@ -138,6 +138,38 @@ pub(crate) enum Command {
     },
     /// Check the repository's integrity.
     Fsck(FsckArgs),
+    /// Mount an image (composefs overlay; objects/ as the data layer).
+    Mount(MountArgs),
+    /// Unmount a mounted image.
+    Umount(UmountArgs),
+}
+
+/// `mount` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct MountArgs {
+    /// Image name, refs/NAME, or hex digest (images/ only).
+    pub(crate) name: String,
+    /// Where to mount it.
+    pub(crate) mountpoint: PathBuf,
+    /// Writable upper directory (needs --workdir).
+    #[arg(long, value_name = "DIR", requires = "workdir")]
+    pub(crate) upperdir: Option<PathBuf>,
+    /// overlayfs work directory, on the upper directory's filesystem.
+    #[arg(long, value_name = "DIR", requires = "upperdir")]
+    pub(crate) workdir: Option<PathBuf>,
+    /// Mount read-write (default read-only; writes need --upperdir).
+    #[arg(long)]
+    pub(crate) read_write: bool,
+}
+
+/// `umount` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct UmountArgs {
+    /// The mountpoint.
+    pub(crate) mountpoint: PathBuf,
+    /// Detach now, clean up when no longer busy (MNT_DETACH).
+    #[arg(long)]
+    pub(crate) lazy: bool,
 }
 
 /// `init` options.

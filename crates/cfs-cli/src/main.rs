@@ -1,6 +1,7 @@
-//! `cfsctl`: one binary that also acts as `mkcomposefs` and `composefs-info`
-//! when called by those names (`argv[0]`) or as `cfsctl mkcomposefs …` /
-//! `cfsctl composefs-info …`; otherwise the `cfsctl` repository commands
+//! `cfsctl`: one binary that also acts as `mkcomposefs`, `composefs-info` and
+//! `mount.composefs` when called by those names (`argv[0]`) or as
+//! `cfsctl mkcomposefs …` / `cfsctl composefs-info …` /
+//! `cfsctl mount.composefs …`; otherwise the `cfsctl` repository commands
 //! (see [`cli`]).
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -21,6 +22,7 @@ enum Tool {
     Cfsctl,
     Mkcomposefs,
     ComposefsInfo,
+    MountComposefs,
 }
 
 impl Tool {
@@ -28,6 +30,7 @@ impl Tool {
         match name {
             "mkcomposefs" => Some(Tool::Mkcomposefs),
             "composefs-info" => Some(Tool::ComposefsInfo),
+            "mount.composefs" => Some(Tool::MountComposefs),
             "cfsctl" => Some(Tool::Cfsctl),
             _ => None,
         }
@@ -50,11 +53,12 @@ fn run(tool: Tool, args: Vec<OsString>) -> ExitCode {
     match tool {
         Tool::Mkcomposefs => cmd::mkcomposefs::main(args),
         Tool::ComposefsInfo => cmd::composefs_info::main(args),
+        Tool::MountComposefs => cmd::mount_composefs::main(args),
         Tool::Cfsctl => cfsctl(args),
     }
 }
 
-/// `cfsctl ARGS…`: `mkcomposefs`/`composefs-info` as a first argument run
+/// `cfsctl ARGS…`: `mkcomposefs`/`composefs-info`/`mount.composefs` as a first argument run
 /// those tools with their own (getopt) parser; anything else goes to the
 /// clap command line.
 fn cfsctl(args: Vec<OsString>) -> ExitCode {

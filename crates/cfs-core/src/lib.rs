@@ -5,12 +5,14 @@
 //! - [`dumpfile`]: the composefs-dump text format.
 //! - [`erofs`]: the composefs EROFS image format (writer and reader).
 //! - [`splitstream`]: split streams (a byte stream as inline data + object references).
+//! - [`mount`]: mounting composefs images (EROFS + overlayfs).
 //! - [`repository`]: the composefs-rs compatible repository (objects, images, streams, refs, GC, fsck).
 //!
 //! No async runtime; parallel work uses `std::thread::scope`.
 
 pub mod dumpfile;
 pub mod erofs;
+pub mod mount;
 pub mod objects;
 pub mod repository;
 pub mod splitstream;

@@ -8,6 +8,7 @@ mod cli;
 mod compat;
 mod crash;
 mod mount;
+mod mount_overlay;
 mod repo;
 mod repo_interop;
 mod support;

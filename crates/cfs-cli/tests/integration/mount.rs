@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags}
 use crate::support::{privileged, run, tool};
 
 /// Unmounts (lazily) when dropped, so a failing test leaves no mount behind.
-struct Mounted(PathBuf);
+pub(crate) struct Mounted(pub(crate) PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     rustix::fs::lsetxattr(p, name, value, XattrFlags::empty()).unwrap();
 }
 
-fn build_source(root: &Path) {
+pub(crate) fn build_source(root: &Path) {
     std::fs::create_dir_all(root.join("dir/sub")).unwrap();
     std::fs::create_dir(root.join("empty-dir")).unwrap();
     for (name, size) in [
@@ -100,7 +100,7 @@ fn build_source(root: &Path) {
 }
 
 /// Relative path → metadata of every entry below `root`.
-fn walk(root: &Path) -> BTreeMap<PathBuf, std::fs::Metadata> {
+pub(crate) fn walk(root: &Path) -> BTreeMap<PathBuf, std::fs::Metadata> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -116,7 +116,7 @@ fn walk(root: &Path) -> BTreeMap<PathBuf, std::fs::Metadata> {
     out
 }
 
-fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+pub(crate) fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut names = vec![0u8; 65536];
     let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap();
     let mut out = BTreeMap::new();
@@ -258,7 +258,7 @@ fn mounted_image_matches_source() {
     }
 }
 
-trait FileTypeKinds {
+pub(crate) trait FileTypeKinds {
     fn is_char_device_like(&self) -> bool;
     fn is_block_device_like(&self) -> bool;
 }

@@ -19,12 +19,12 @@ pub(crate) fn corpus() -> PathBuf {
     crate::corpus::dir()
 }
 
-/// A directory with `mkcomposefs` and `composefs-info` symlinks to `cfsctl`.
+/// A directory with `mkcomposefs`, `composefs-info` and `mount.composefs` symlinks to `cfsctl`.
 pub(crate) fn tools_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["mkcomposefs", "composefs-info", "cfsctl"] {
+        for name in ["mkcomposefs", "composefs-info", "mount.composefs", "cfsctl"] {
             std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cfsctl"), dir.path().join(name))
                 .unwrap();
         }

@@ -6,6 +6,7 @@ mod fsck;
 mod gc;
 mod images;
 mod init;
+mod mount;
 mod table;
 
 use std::io::{self, Write};
@@ -41,6 +42,8 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
         Command::ImageObjects { name } => images::image_objects(global, &name),
         Command::Dump { name } => images::dump(global, &name),
         Command::Fsck(args) => fsck::fsck(global, &args),
+        Command::Mount(args) => mount::mount(global, &args),
+        Command::Umount(args) => mount::umount(&args),
     }
 }
 
@@ -74,7 +77,7 @@ pub(crate) fn open_repo(global: &GlobalOpts) -> Result<Repository> {
 }
 
 /// `--hash` must agree with the repository's algorithm.
-fn check_hash(global: &GlobalOpts, repo: &Repository) -> Result<()> {
+pub(crate) fn check_hash(global: &GlobalOpts, repo: &Repository) -> Result<()> {
     if let Some(hash) = global.hash
         && hash.algorithm() != repo.algorithm()
     {

@@ -1,0 +1,66 @@
+//! `mount NAME MOUNTPOINT` and `umount MOUNTPOINT`: a repository image as a
+//! composefs overlay, with the repository's `objects/` as the data layer.
+//!
+//! Only images linked under `images/` are mounted. Verity follows the
+//! repository, never how the image was named: a secure repository mounts
+//! with `verity=require` and the image's own fs-verity digest checked by the
+//! kernel; an insecure one without verity (its image was hashed in userspace
+//! when opened). The overlay source is `composefs:<hex digest>`.
+
+use anyhow::{Context, Result};
+use rustix::mount::UnmountFlags;
+
+use cfs_core::mount::{MountOptions, VerityMode, mount_image};
+use cfs_core::repository::{OpenOptions, Repository};
+
+use super::{check_hash, repo_path};
+use crate::cli::{GlobalOpts, MountArgs, UmountArgs};
+
+/// `mount NAME|DIGEST MOUNTPOINT [--upperdir D --workdir D] [--read-write]`.
+pub(crate) fn mount(global: &GlobalOpts, args: &MountArgs) -> Result<()> {
+    let path = repo_path(global)?;
+    let opts = OpenOptions {
+        require_verity: global.require_verity,
+        no_upgrade: global.no_upgrade,
+        read_only: true,
+    };
+    let repo = Repository::open(&path, &opts)?;
+    check_hash(global, &repo)?;
+    let (image, digest) = repo
+        .open_image(&args.name)
+        .with_context(|| format!("Opening image '{}'", args.name))?;
+    let secure = repo.is_secure();
+    let options = MountOptions {
+        basedirs: vec![repo.objects().path().to_path_buf()],
+        upperdir: args.upperdir.clone(),
+        workdir: args.workdir.clone(),
+        read_only: !args.read_write,
+        verity: if secure {
+            VerityMode::Require
+        } else {
+            VerityMode::Off
+        },
+        source: format!("composefs:{}", digest.to_hex()),
+        expected_digest: secure.then_some(digest),
+        ..MountOptions::default()
+    };
+    mount_image(&image, &args.mountpoint, &options).with_context(|| {
+        format!(
+            "Mounting image '{}' on {}",
+            args.name,
+            args.mountpoint.display()
+        )
+    })
+}
+
+/// `umount MOUNTPOINT`.
+pub(crate) fn umount(args: &UmountArgs) -> Result<()> {
+    let flags = if args.lazy {
+        UnmountFlags::DETACH
+    } else {
+        UnmountFlags::empty()
+    };
+    rustix::mount::unmount(&args.mountpoint, flags)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("Unmounting {}", args.mountpoint.display()))
+}
