@@ -1,0 +1,1 @@
+//! Tar layers as split streams (in progress).

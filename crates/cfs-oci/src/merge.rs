@@ -1,0 +1,1 @@
+//! Merging layers into a tree (in progress).
