@@ -18,7 +18,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 use cfs_core::verity::default_threads;
 
-use crate::process::{best_of, measure, verdict_max};
+use crate::process::{best_of, check_cfsctl, default_cfsctl, measure, verdict_max};
 use crate::report::{line, load_average, openssl_speed};
 
 pub(crate) const USAGE: &str = "\
@@ -42,14 +42,10 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<Options> {
-    let default_cfsctl = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("cfsctl")))
-        .unwrap_or_else(|| PathBuf::from("cfsctl"));
     let mut o = Options {
         tree: PathBuf::from("/usr"),
         runs: 3,
-        cfsctl: default_cfsctl,
+        cfsctl: default_cfsctl(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -62,11 +58,7 @@ fn parse(args: &[String]) -> Result<Options> {
         }
     }
     ensure!(o.runs > 0, "--runs must be at least 1");
-    ensure!(
-        o.cfsctl.exists(),
-        "{} not found: build it with `cargo build --release --workspace` or pass --cfsctl",
-        o.cfsctl.display()
-    );
+    check_cfsctl(&o.cfsctl)?;
     Ok(o)
 }
 

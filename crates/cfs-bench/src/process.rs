@@ -1,7 +1,7 @@
 //! Running a command under GNU time (`/usr/bin/time`, Debian package
 //! `time`): wall time, CPU time and peak RSS of whole processes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -61,4 +61,23 @@ pub(crate) fn verdict_max(value: f64, target: f64) -> &'static str {
     } else {
         "ABOVE TARGET"
     }
+}
+
+/// The `cfsctl` next to the running benchmark binary (both come from
+/// `cargo build --release --workspace`).
+pub(crate) fn default_cfsctl() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("cfsctl")))
+        .unwrap_or_else(|| PathBuf::from("cfsctl"))
+}
+
+/// Fails with a hint unless the binary to measure exists.
+pub(crate) fn check_cfsctl(cfsctl: &Path) -> Result<()> {
+    ensure!(
+        cfsctl.exists(),
+        "{} not found: build it with `cargo build --release --workspace` or pass --cfsctl",
+        cfsctl.display()
+    );
+    Ok(())
 }

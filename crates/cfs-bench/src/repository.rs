@@ -26,7 +26,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::process::{Run, best_of, measure, verdict_max};
+use crate::process::{Run, best_of, check_cfsctl, default_cfsctl, measure, verdict_max};
 use crate::report::{line, load_average};
 
 pub(crate) const USAGE: &str = "\
@@ -54,14 +54,10 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<Options> {
-    let default_cfsctl = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("cfsctl")))
-        .unwrap_or_else(|| PathBuf::from("cfsctl"));
     let mut o = Options {
         tree: PathBuf::from("/usr"),
         runs: 2,
-        cfsctl: default_cfsctl,
+        cfsctl: default_cfsctl(),
         scratch: None,
         algorithms: vec!["sha512".into(), "sha256".into()],
     };
@@ -78,11 +74,7 @@ fn parse(args: &[String]) -> Result<Options> {
         }
     }
     ensure!(o.runs > 0, "--runs must be at least 1");
-    ensure!(
-        o.cfsctl.exists(),
-        "{} not found: build it with `cargo build --release --workspace` or pass --cfsctl",
-        o.cfsctl.display()
-    );
+    check_cfsctl(&o.cfsctl)?;
     Ok(o)
 }
 
