@@ -340,3 +340,16 @@ fn build_tree_applies_the_oci_transform() {
     let err = build_tree([&Tar::default().end()[..]], &mut store).unwrap_err();
     assert!(matches!(err, MergeError::Transform(_)), "{err}");
 }
+
+#[test]
+fn gnu_long_names_and_links() {
+    let long = format!("usr/{}", "n".repeat(150));
+    let mut t = base();
+    for (flag, text) in [(b'L', long.as_bytes()), (b'K', b"usr/f".as_slice())] {
+        let data = [text, b"\0"].concat();
+        t.header(b"././@LongLink", flag, data.len() as u64, 0o644, b"");
+        t.data(&data);
+    }
+    let fs = merge(&[t.entry("usr/short", b'1', "usr/other").end()]).unwrap();
+    assert_eq!(fs.lookup(long.as_bytes()), fs.lookup(b"usr/f"));
+}
