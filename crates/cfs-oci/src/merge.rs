@@ -1,1 +1,0 @@
-//! Merging layers into a tree (in progress).
