@@ -1,0 +1,1 @@
+//! Tests of tar splitting and layer import.
