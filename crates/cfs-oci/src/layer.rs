@@ -1,1 +1,0 @@
-//! Tar layers as split streams (in progress).
