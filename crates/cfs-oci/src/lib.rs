@@ -6,3 +6,4 @@
 
 pub mod layer;
 pub mod merge;
+mod tar_block;

@@ -2,14 +2,11 @@
 //! extended-header records.
 
 use super::TarProblem;
-
-/// Size of a tar block.
-pub(crate) const BLOCK: usize = 512;
+pub(crate) use crate::tar_block::{BLOCK, cstr, is_zero_block, padding, parse_decimal};
+use crate::tar_block::{CHECKSUM_FIELD, checksum, checksum_matches, parse_number, pax_records};
 
 /// Offset and length of the `size` field.
 const SIZE_FIELD: (usize, usize) = (124, 12);
-/// Offset and length of the `chksum` field.
-const CHECKSUM_FIELD: (usize, usize) = (148, 8);
 /// Offset of the type flag.
 const TYPEFLAG: usize = 156;
 /// Offset of `magic` (`ustar\0` for POSIX, `ustar  \0` for GNU).
@@ -36,27 +33,16 @@ impl Header<'_> {
     /// all bytes with the checksum field counted as spaces, either unsigned
     /// (POSIX) or signed (some historic writers).
     pub(crate) fn verify_checksum(&self) -> Result<(), TarProblem> {
-        let (off, len) = CHECKSUM_FIELD;
-        let stored = parse_octal(&self.0[off..off + len])
-            .ok_or(TarProblem::BadNumber { field: "checksum" })?;
-        let mut unsigned: u64 = 0;
-        let mut signed: i64 = 0;
-        for (i, &b) in self.0.iter().enumerate() {
-            let b = if (off..off + len).contains(&i) {
-                b' '
-            } else {
-                b
-            };
-            unsigned += u64::from(b);
-            signed += i64::from(b as i8);
-        }
-        if stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed) {
-            Ok(())
-        } else {
-            Err(TarProblem::BadChecksum {
-                stored,
-                computed: unsigned,
-            })
+        match checksum_matches(self.0) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let (off, len) = CHECKSUM_FIELD;
+                Err(TarProblem::BadChecksum {
+                    stored: crate::tar_block::parse_octal(&self.0[off..off + len]).unwrap_or(0),
+                    computed: checksum(self.0).0,
+                })
+            }
+            Err(()) => Err(TarProblem::BadNumber { field: "checksum" }),
         }
     }
 
@@ -78,64 +64,6 @@ impl Header<'_> {
     }
 }
 
-/// Whether a block is all zeros (an end-of-archive block).
-pub(crate) fn is_zero_block(block: &[u8; BLOCK]) -> bool {
-    block.iter().all(|&b| b == 0)
-}
-
-/// Bytes of padding after `size` bytes of entry data.
-pub(crate) fn padding(size: u64) -> u64 {
-    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
-}
-
-/// The bytes before the first NUL.
-pub(crate) fn cstr(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    &bytes[..end]
-}
-
-/// A numeric header field: GNU base-256 when the first byte has its high
-/// bit set (negative values, first byte `0xff`, are rejected), octal
-/// otherwise.
-pub(crate) fn parse_number(field: &[u8]) -> Option<u64> {
-    match field.first() {
-        Some(&first) if first & 0x80 != 0 => {
-            if first & 0x40 != 0 {
-                return None;
-            }
-            let mut value: u64 = u64::from(first & 0x3f);
-            for &b in &field[1..] {
-                value = value.checked_mul(256)?.checked_add(u64::from(b))?;
-            }
-            Some(value)
-        }
-        _ => parse_octal(field),
-    }
-}
-
-/// An octal field: leading spaces, digits, then NULs or spaces. An empty
-/// (all NUL/space) field is 0.
-fn parse_octal(field: &[u8]) -> Option<u64> {
-    let mut rest = field;
-    while let [b' ', tail @ ..] = rest {
-        rest = tail;
-    }
-    let mut value: u64 = 0;
-    let mut i = 0;
-    while let Some(&b) = rest.get(i) {
-        if !(b'0'..=b'7').contains(&b) {
-            break;
-        }
-        value = value.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
-        i += 1;
-    }
-    if rest[i..].iter().all(|&b| b == 0 || b == b' ') {
-        Some(value)
-    } else {
-        None
-    }
-}
-
 /// What a PAX extended header (`x`) says about the next entry, as far as
 /// splitting cares.
 #[derive(Debug, Default)]
@@ -152,31 +80,8 @@ pub(crate) struct PaxInfo {
 /// `atime`, `ctime` (non-negative decimal with an optional fraction) are
 /// validated.
 pub(crate) fn parse_pax(data: &[u8], info: &mut PaxInfo) -> Result<(), TarProblem> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        // Some writers pad the data with NULs.
-        if rest.iter().all(|&b| b == 0) {
-            break;
-        }
-        let space = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or(TarProblem::BadPaxRecord)?;
-        let len: usize = std::str::from_utf8(&rest[..space])
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse().ok())
-            .ok_or(TarProblem::BadPaxRecord)?;
-        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(TarProblem::BadPaxRecord);
-        }
-        let record = &rest[space + 1..len - 1];
-        rest = &rest[len..];
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or(TarProblem::BadPaxRecord)?;
-        let (key, value) = (&record[..eq], &record[eq + 1..]);
+    let records = pax_records(data).map_err(|_| TarProblem::BadPaxRecord)?;
+    for (key, value) in records {
         if key.starts_with(b"GNU.sparse.") {
             return Err(TarProblem::Sparse);
         }
@@ -204,12 +109,4 @@ pub(crate) fn parse_pax(data: &[u8], info: &mut PaxInfo) -> Result<(), TarProble
         }
     }
     Ok(())
-}
-
-/// A non-empty run of ASCII decimal digits that fits a `u64`.
-fn parse_decimal(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
 }

@@ -12,7 +12,9 @@ use super::{Content, EntryKind, INLINE_MAX, LayerEntry, MergeError};
 /// Largest PAX record block or GNU long name/link accepted (1 MiB).
 pub const MAX_EXTENSION_SIZE: u64 = 1 << 20;
 
-const BLOCK: usize = 512;
+use crate::tar_block::{
+    BLOCK, checksum, checksum_matches, cstr, parse_decimal, parse_number, pax_records,
+};
 
 /// A PAX record: key and value.
 type Record = (Vec<u8>, Vec<u8>);
@@ -267,12 +269,6 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The bytes up to the first NUL.
-fn cstr(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    &field[..end]
-}
-
 fn strip_one_nul(mut data: Vec<u8>) -> Vec<u8> {
     if data.last() == Some(&0) {
         data.pop();
@@ -281,59 +277,19 @@ fn strip_one_nul(mut data: Vec<u8>) -> Vec<u8> {
 }
 
 fn check_checksum(h: &[u8; BLOCK]) -> Result<(), String> {
-    let stored = parse_num(&h[148..156]).map_err(|e| format!("checksum: {e}"))?;
-    let sum: u64 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum();
-    if stored != sum {
-        return Err(format!("header checksum {stored} does not match {sum}"));
+    match checksum_matches(h) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "header checksum does not match the header (computed {})",
+            checksum(h).0
+        )),
+        Err(()) => Err("checksum: invalid octal number".into()),
     }
-    Ok(())
 }
 
 /// A numeric header field: octal (NUL/space padded) or GNU base-256.
 fn parse_num(field: &[u8]) -> Result<u64, String> {
-    if field.first().is_some_and(|&b| b & 0x80 != 0) {
-        if field[0] == 0xff {
-            return Err("negative base-256 number".into());
-        }
-        let mut v: u64 = u64::from(field[0] & 0x7f);
-        for &b in &field[1..] {
-            v = v
-                .checked_mul(256)
-                .and_then(|v| v.checked_add(u64::from(b)))
-                .ok_or("base-256 number overflows")?;
-        }
-        return Ok(v);
-    }
-    let text = field
-        .iter()
-        .copied()
-        .skip_while(|&b| b == b' ')
-        .take_while(|&b| b != 0 && b != b' ');
-    let mut v: u64 = 0;
-    for b in text {
-        if !(b'0'..=b'7').contains(&b) {
-            return Err(format!("invalid octal number {:?}", lossy(field)));
-        }
-        v = v
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or("octal number overflows")?;
-    }
-    Ok(v)
-}
-
-fn parse_decimal(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v).ok()?.parse().ok()
+    parse_number(field).ok_or_else(|| format!("invalid number {:?}", lossy(field)))
 }
 
 /// A PAX time `sec[.frac]`: nanoseconds from the first 9 fractional digits
@@ -358,32 +314,12 @@ fn parse_pax_time(v: &[u8]) -> Option<Mtime> {
     Some(Mtime::new(sec, nsec))
 }
 
-/// PAX records `"<len> <key>=<value>\n"`.
-fn parse_pax(mut data: &[u8]) -> Result<Vec<Record>, String> {
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        if data.iter().all(|&b| b == 0) {
-            break;
-        }
-        let sp = data
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or("PAX record without length")?;
-        let len = parse_decimal(&data[..sp])
-            .filter(|&l| l as usize > sp + 1 && l as usize <= data.len())
-            .ok_or("invalid PAX record length")? as usize;
-        let record = &data[sp + 1..len];
-        let record = record
-            .strip_suffix(b"\n")
-            .ok_or("PAX record not terminated by a newline")?;
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("PAX record without '='")?;
-        out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
-        data = &data[len..];
-    }
-    Ok(out)
+/// PAX records `"<len> <key>=<value>\n"`, owned.
+fn parse_pax(data: &[u8]) -> Result<Vec<Record>, String> {
+    Ok(pax_records(data)?
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect())
 }
 
 /// glibc `makedev`, truncated to the 32 bits EROFS stores.
