@@ -8,6 +8,7 @@
 //! - [`build_tree`]: all layers → merged tree → [`transform_for_oci`].
 
 mod apply;
+mod stream;
 mod tar;
 
 #[cfg(test)]
