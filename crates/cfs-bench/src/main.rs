@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod mkcomposefs;
+mod oci_pull;
 mod process;
 mod report;
 mod repository;
@@ -52,6 +53,12 @@ const BENCHMARKS: &[Benchmark] = &[
         about: "cfsctl create-image of /usr into an empty and a populated repository",
         usage: repository::USAGE,
         run: repository::run,
+    },
+    Benchmark {
+        name: "oci-pull",
+        about: "cfsctl oci pull of a 3-layer gzip image from a local registry vs gzip -dc | sha256sum",
+        usage: oci_pull::USAGE,
+        run: oci_pull::run,
     },
 ];
 

@@ -142,6 +142,118 @@ pub(crate) enum Command {
     Mount(MountArgs),
     /// Unmount a mounted image.
     Umount(UmountArgs),
+    /// OCI container images: pull, list, inspect, mount, ….
+    #[command(subcommand)]
+    Oci(OciCommand),
+}
+
+/// `oci` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum OciCommand {
+    /// Pull an image into the repository and build its composefs image.
+    ///
+    /// SOURCE is oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    /// docker-archive:FILE[:REPO:TAG] or docker://HOST/REPO[:TAG|@DIGEST].
+    Pull(OciPullArgs),
+    /// List the tagged images.
+    Images {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image's manifest, config and composefs images (JSON).
+    Inspect {
+        /// A tag, or @sha256:<manifest digest>.
+        image: String,
+        /// Print only the raw manifest.
+        #[arg(long, conflicts_with = "config")]
+        manifest: bool,
+        /// Print only the raw config.
+        #[arg(long)]
+        config: bool,
+    },
+    /// Tag a stored manifest.
+    Tag {
+        /// sha256:<manifest digest>.
+        manifest_digest: String,
+        /// The new tag.
+        name: String,
+    },
+    /// Remove a tag (gc then collects what only it kept alive).
+    Untag {
+        /// The tag.
+        name: String,
+    },
+    /// Print the merged filesystem tree of an image as a dumpfile.
+    Dump(OciTreeArgs),
+    /// Print the composefs image id an image's layers give.
+    ComputeId(OciTreeArgs),
+    /// Write a layer's original tar to stdout.
+    Layer {
+        /// The layer's diff_id (sha256:<hex>).
+        diff_id: String,
+    },
+    /// Mount an image's composefs image.
+    Mount(OciMountArgs),
+    /// Check the repository and every tagged image.
+    Fsck {
+        /// Check only this image (a tag or @sha256:<manifest digest>).
+        image: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `oci pull` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct OciPullArgs {
+    /// The image to pull.
+    pub(crate) source: String,
+    /// Tag to store it under (default: SOURCE).
+    pub(crate) tag: Option<String>,
+    /// Platform to choose from an image index (os/arch[/variant]; default: this machine's).
+    #[arg(long, value_name = "PLATFORM")]
+    pub(crate) platform: Option<String>,
+    /// Registry (host[:port]) to reach over plain HTTP; may be repeated.
+    ///
+    /// localhost, 127.0.0.1 and [::1] always use plain HTTP.
+    #[arg(long, value_name = "HOST")]
+    pub(crate) insecure_registry: Vec<String>,
+    /// Credentials file (containers-auth.json format) instead of the usual locations.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) authfile: Option<PathBuf>,
+    /// Do not tag the image.
+    #[arg(long, conflicts_with = "tag")]
+    pub(crate) no_tag: bool,
+}
+
+/// `oci dump` / `oci compute-id` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct OciTreeArgs {
+    /// A tag, or @sha256:<manifest digest>.
+    pub(crate) image: String,
+    /// Which extended attributes to keep: allowlist-only or keep-user-xattrs.
+    #[arg(long, value_name = "MODE", default_value = "allowlist-only", value_parser = parse_xattr_filter)]
+    pub(crate) xattrs: XattrFilter,
+}
+
+/// `oci mount` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct OciMountArgs {
+    /// A tag, or @sha256:<manifest digest>.
+    pub(crate) image: String,
+    /// Where to mount it.
+    pub(crate) mountpoint: PathBuf,
+    /// Writable upper directory (needs --workdir).
+    #[arg(long, value_name = "DIR", requires = "workdir")]
+    pub(crate) upperdir: Option<PathBuf>,
+    /// overlayfs work directory, on the upper directory's filesystem.
+    #[arg(long, value_name = "DIR", requires = "upperdir")]
+    pub(crate) workdir: Option<PathBuf>,
+    /// Mount read-write (default read-only; writes need --upperdir).
+    #[arg(long)]
+    pub(crate) read_write: bool,
 }
 
 /// `mount` arguments.

@@ -3,6 +3,7 @@
 pub(crate) mod composefs_info;
 pub(crate) mod mkcomposefs;
 pub(crate) mod mount_composefs;
+pub(crate) mod oci;
 pub(crate) mod repo;
 
 /// The C library's text for an error (`strerror`), without Rust's " (os error N)",

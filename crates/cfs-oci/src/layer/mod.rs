@@ -41,6 +41,7 @@ mod tests;
 
 use std::io::{self, Read};
 
+use cfs_core::objects::Stored;
 use cfs_core::repository::{RepoError, Repository};
 use cfs_core::splitstream::{ContentType, SplitStreamError, SplitStreamWriter};
 use cfs_core::verity::{Digest, push_hex};
@@ -76,6 +77,14 @@ pub struct LayerImport {
     pub bytes: u64,
     /// Entries stored as external objects (0 when the stream existed).
     pub external_files: u64,
+    /// External objects newly written.
+    pub objects_written: u64,
+    /// External objects that were already in the repository.
+    pub objects_existing: u64,
+    /// Bytes of newly written external objects.
+    pub bytes_written: u64,
+    /// Bytes of tar kept inline in the stream (headers, small files, padding).
+    pub bytes_inline: u64,
     /// The stream was already present; the input was not read.
     pub existed: bool,
 }
@@ -257,6 +266,10 @@ pub fn import_layer(
             object,
             bytes: 0,
             external_files: 0,
+            objects_written: 0,
+            objects_existing: 0,
+            bytes_written: 0,
+            bytes_inline: 0,
             existed: true,
         });
     }
@@ -265,10 +278,19 @@ pub fn import_layer(
         hasher: Sha256::new(),
     };
     let mut writer = SplitStreamWriter::new(repo.algorithm(), ContentType::OCI_LAYER);
-    let mut store = |r: &mut dyn Read, _size: u64| {
-        repo.ensure_object_from_reader(r)
-            .map(|(digest, _)| digest)
-            .map_err(io::Error::other)
+    let (mut written, mut existing, mut bytes_written) = (0u64, 0u64, 0u64);
+    let mut store = |r: &mut dyn Read, size: u64| {
+        let (digest, stored) = repo
+            .ensure_object_from_reader(r)
+            .map_err(io::Error::other)?;
+        match stored {
+            Stored::Written => {
+                written += 1;
+                bytes_written += size;
+            }
+            Stored::Existing => existing += 1,
+        }
+        Ok(digest)
     };
     let stats = split_tar(&mut input, &mut writer, &mut store)?;
     let mut found = String::from("sha256:");
@@ -285,6 +307,10 @@ pub fn import_layer(
         object,
         bytes: stats.bytes,
         external_files: stats.external_files,
+        objects_written: written,
+        objects_existing: existing,
+        bytes_written,
+        bytes_inline: stats.bytes - stats.external_bytes,
         existed: false,
     })
 }

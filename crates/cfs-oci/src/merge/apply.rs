@@ -97,8 +97,19 @@ impl LayerMerger {
             _ => (None, false),
         };
         let n = path.parts.len();
-        let parent = self.resolve_dir(&path, n - 1).map_err(err)?;
         let name = path.parts[n - 1];
+        let whiteout = name == OPAQUE_MARKER || name.starts_with(WHITEOUT_PREFIX);
+        let parent = match self.resolve_dir(&path, n - 1) {
+            Ok(p) => p,
+            // A whiteout below something that is no longer a directory (umoci
+            // writes `x/.wh.y` after replacing the directory `x` by a file)
+            // has nothing to hide: ignore it, as `umoci unpack` does.
+            // composefs-rs 0.9 rejects such layers (docs/spec-deviations.md).
+            Err(ApplyError::NotFound(_) | ApplyError::NotADirectory(_)) if whiteout => {
+                return Ok(());
+            }
+            Err(e) => return Err(err(e)),
+        };
         let dir = self.dir_mut(parent);
         if name == OPAQUE_MARKER {
             dir.entries_mut().clear();

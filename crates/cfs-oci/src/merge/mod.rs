@@ -20,6 +20,7 @@ use cfs_core::tree::{FileSystem, Mtime, TransformError, XattrFilter, transform_f
 use cfs_core::verity::Digest;
 
 pub use apply::LayerMerger;
+pub use stream::build_tree_from_streams;
 pub use tar::{MAX_EXTENSION_SIZE, TarEntries};
 
 /// Regular files up to this size are stored inline in the image; larger ones

@@ -97,3 +97,39 @@ pub fn open_source(
         reason: "not implemented yet".into(),
     })
 }
+
+impl Platform {
+    /// The platform of this machine (interim; see the registry work).
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "powerpc64" => "ppc64le",
+            "x86" => "386",
+            other => other,
+        };
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = String;
+    /// `os/arch[/variant]` (interim).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(os), Some(arch), variant, None) if !os.is_empty() && !arch.is_empty() => {
+                Ok(Platform {
+                    os: os.into(),
+                    architecture: arch.into(),
+                    variant: variant.map(Into::into),
+                })
+            }
+            _ => Err(format!("expected os/arch[/variant], got {s:?}")),
+        }
+    }
+}

@@ -7,7 +7,7 @@ mod gc;
 mod images;
 mod init;
 mod mount;
-mod table;
+pub(crate) mod table;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -44,6 +44,7 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
         Command::Fsck(args) => fsck::fsck(global, &args),
         Command::Mount(args) => mount::mount(global, &args),
         Command::Umount(args) => mount::umount(&args),
+        Command::Oci(command) => crate::cmd::oci::run(global, command),
     }
 }
 

@@ -1,0 +1,152 @@
+//! `cfsctl oci …`: OCI container images in the repository (pull, list,
+//! inspect, tag, dump, mount, fsck). Output follows composefs-rs 0.9's
+//! `cfsctl oci` where it has the same command.
+
+mod fsck;
+mod pull;
+mod show;
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+
+use anyhow::{Context, Result, bail};
+
+use cfs_core::dumpfile::write_dumpfile;
+use cfs_core::mount::{MountOptions, VerityMode, mount_image};
+use cfs_core::repository::{OpenOptions, Repository, image_bytes};
+use cfs_core::verity::digest_bytes;
+use cfs_oci::store::{self, OciImage};
+
+use super::repo::{check_hash, open_repo, print, repo_path};
+use crate::cli::{GlobalOpts, OciCommand, OciMountArgs, OciTreeArgs};
+
+/// Runs one `oci` subcommand.
+pub(crate) fn run(global: &GlobalOpts, command: OciCommand) -> Result<()> {
+    match command {
+        OciCommand::Pull(args) => pull::pull(global, &args),
+        OciCommand::Images { json } => show::images(global, json),
+        OciCommand::Inspect {
+            image,
+            manifest,
+            config,
+        } => show::inspect(global, &image, manifest, config),
+        OciCommand::Tag {
+            manifest_digest,
+            name,
+        } => {
+            let repo = open_repo(global)?;
+            store::tag_image(&repo, &manifest_digest, &name)
+                .with_context(|| format!("Failed to tag {manifest_digest} as {name}"))?;
+            print(&format!("Tagged {manifest_digest} as {name}\n"))
+        }
+        OciCommand::Untag { name } => {
+            let repo = open_repo(global)?;
+            if !store::untag_image(&repo, &name)
+                .with_context(|| format!("Failed to remove tag {name}"))?
+            {
+                bail!("Failed to remove tag {name}: no such tag");
+            }
+            print(&format!("Removed tag {name}\n"))
+        }
+        OciCommand::Dump(args) => dump(global, &args),
+        OciCommand::ComputeId(args) => compute_id(global, &args),
+        OciCommand::Layer { diff_id } => layer(global, &diff_id),
+        OciCommand::Mount(args) => mount(global, &args),
+        OciCommand::Fsck { image, json } => fsck::fsck(global, image.as_deref(), json),
+    }
+}
+
+/// Opens the image `name` (tag or manifest digest) with a message naming it.
+fn open_image(repo: &Repository, name: &str) -> Result<OciImage> {
+    OciImage::open(repo, name).with_context(|| format!("Opening OCI image '{name}'"))
+}
+
+/// `oci dump IMAGE`: the merged tree as a dumpfile.
+fn dump(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
+    let repo = open_repo(global)?;
+    let image = open_image(&repo, &args.image)?;
+    let fs = image
+        .build_tree(&repo, args.xattrs)
+        .with_context(|| format!("Building the tree of '{}'", args.image))?;
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    write_dumpfile(&fs, &mut out)
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
+}
+
+/// `oci compute-id IMAGE`: the image id of the merged tree (nothing stored).
+fn compute_id(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
+    let repo = open_repo(global)?;
+    let image = open_image(&repo, &args.image)?;
+    let fs = image
+        .build_tree(&repo, args.xattrs)
+        .with_context(|| format!("Building the tree of '{}'", args.image))?;
+    let version = global
+        .erofs_version
+        .unwrap_or_else(|| repo.erofs_versions().first().copied().unwrap_or(1));
+    let data = image_bytes(&fs, version)?;
+    print(&format!(
+        "{}\n",
+        digest_bytes(repo.algorithm(), &data).to_hex()
+    ))
+}
+
+/// `oci layer DIFF_ID`: the layer's tar on stdout.
+fn layer(global: &GlobalOpts, diff_id: &str) -> Result<()> {
+    if !store::is_sha256_digest(diff_id) {
+        bail!("invalid diff_id {diff_id:?}: expected sha256:<64 hex digits>");
+    }
+    if io::stdout().is_terminal() {
+        bail!("Refusing to write tar data to terminal. Redirect to a file or pipe to tar.");
+    }
+    let repo = open_repo(global)?;
+    let id = store::layer_stream_id(diff_id);
+    if repo.has_stream(&id)?.is_none() {
+        bail!("Layer {diff_id} not found");
+    }
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    repo.cat_stream(&id, &mut out)
+        .with_context(|| format!("Reassembling layer {diff_id}"))?;
+    out.flush().context("writing to standard output")
+}
+
+/// `oci mount IMAGE MOUNTPOINT`.
+fn mount(global: &GlobalOpts, args: &OciMountArgs) -> Result<()> {
+    let path = repo_path(global)?;
+    let opts = OpenOptions {
+        require_verity: global.require_verity,
+        no_upgrade: global.no_upgrade,
+        read_only: true,
+    };
+    let repo = Repository::open(&path, &opts)?;
+    check_hash(global, &repo)?;
+    let image = open_image(&repo, &args.image)?;
+    let version = repo.erofs_versions().first().copied().unwrap_or(1);
+    let Some(digest) = image.linked_image(version).cloned() else {
+        bail!("No composefs EROFS image linked — try re-pulling the image");
+    };
+    let (file, digest) = repo
+        .open_image(&digest.to_hex())
+        .with_context(|| format!("Opening the composefs image of '{}'", args.image))?;
+    let secure = repo.is_secure();
+    let options = MountOptions {
+        basedirs: vec![repo.objects().path().to_path_buf()],
+        upperdir: args.upperdir.clone(),
+        workdir: args.workdir.clone(),
+        read_only: !args.read_write,
+        verity: if secure {
+            VerityMode::Require
+        } else {
+            VerityMode::Off
+        },
+        source: format!("composefs:{}", digest.to_hex()),
+        expected_digest: secure.then_some(digest),
+        ..MountOptions::default()
+    };
+    mount_image(&file, &args.mountpoint, &options).with_context(|| {
+        format!(
+            "Mounting image '{}' on {}",
+            args.image,
+            args.mountpoint.display()
+        )
+    })
+}
