@@ -283,9 +283,11 @@ fn oci_registry_pulls_match_umoci() {
     let reg = Registry::start();
     push_variants(&reg, img, tmp.path());
 
-    let base = new_repo(tmp.path(), "base");
-    let local = pull(&base, &img.oci_ref(), "local", &[]);
-    let id = compute_id(&base, "local");
+    // The layout's own manifest (skopeo pushes the gzip blobs unchanged).
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.layout.join("index.json")).unwrap()).unwrap();
+    let layout_manifest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
     let host = reg.host();
     for (name, reference) in [
         ("gz", format!("docker://{host}/test/img:gz")),
@@ -294,12 +296,9 @@ fn oci_registry_pulls_match_umoci() {
     ] {
         let repo = new_repo(tmp.path(), name);
         let p = pull(&repo, &reference, name, &["--platform", &format!("linux/{}", goarch())]);
-        let got = check_pulled(&repo, name, &p, img, true);
-        assert_eq!(got, id, "{name}: image id differs from the oci: pull");
+        ids.push((name, check_pulled(&repo, name, &p, img, true)));
         if name == "gz" {
-            // skopeo pushes the layout's blobs unchanged.
-            assert_eq!(p.manifest, local.manifest, "gz manifest digest");
-            assert_eq!(p.config, local.config, "gz config digest");
+            assert_eq!(p.manifest, layout_manifest, "gz manifest digest");
         }
         // Pulling by digest gives the same manifest.
         let by_digest = format!("docker://{host}/test/img@{}", p.manifest);
@@ -309,6 +308,8 @@ fn oci_registry_pulls_match_umoci() {
         }
         fsck_clean(&repo);
     }
+    // The diff_ids are the same, so is the image id.
+    assert!(ids.iter().all(|(_, id)| *id == ids[0].1), "image ids: {ids:?}");
 
     // A corrupted blob in the registry's storage: the pull must fail on the digest.
     let tar = {
