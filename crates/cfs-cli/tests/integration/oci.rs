@@ -7,8 +7,8 @@ use std::path::Path;
 
 use crate::corpus::sha256_hex;
 use crate::oci_support::{
-    Hdr, Registry, Tar, base_tar, cfs, exec, goarch, gzip, have_tools, init_repo,
-    object_files, ok, plain, reference_mode, sh, write_layout,
+    Hdr, Registry, Tar, base_tar, cfs, exec, goarch, gzip, have_tools, init_repo, object_files, ok,
+    plain, reference_mode, sh, write_layout,
 };
 use crate::oci_tree::{
     Ignore, OciMount, TestImage, assert_trees_equal, expected_tree, test_image, tree_from_dir,
@@ -29,7 +29,13 @@ struct Pulled {
 fn pull(repo: &Path, source: &str, tag: &str, extra: &[&str]) -> Pulled {
     let out = ok(
         &format!("oci pull {source}"),
-        &exec(cfs(repo).args(["oci", "pull"]).args(extra).arg(source).arg(tag)),
+        &exec(
+            cfs(repo)
+                .args(["oci", "pull"])
+                .args(extra)
+                .arg(source)
+                .arg(tag),
+        ),
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "oci pull {source} output:\n{out}");
@@ -46,10 +52,22 @@ fn pull(repo: &Path, source: &str, tag: &str, extra: &[&str]) -> Pulled {
         objects: field(4, "objects"),
     };
     assert_eq!(field(3, "tagged"), tag, "{out}");
-    assert!(p.manifest.starts_with("sha256:") && p.manifest.len() == 71, "{out}");
-    assert!(p.config.starts_with("sha256:") && p.config.len() == 71, "{out}");
-    assert!(p.verity.len() == 64 && p.verity.bytes().all(|b| b.is_ascii_hexdigit()), "{out}");
-    assert!(p.objects.contains(" new + ") && p.objects.contains(" inlined"), "{out}");
+    assert!(
+        p.manifest.starts_with("sha256:") && p.manifest.len() == 71,
+        "{out}"
+    );
+    assert!(
+        p.config.starts_with("sha256:") && p.config.len() == 71,
+        "{out}"
+    );
+    assert!(
+        p.verity.len() == 64 && p.verity.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{out}"
+    );
+    assert!(
+        p.objects.contains(" new + ") && p.objects.contains(" inlined"),
+        "{out}"
+    );
     p
 }
 
@@ -74,20 +92,33 @@ fn image_links(repo: &Path) -> Vec<String> {
 }
 
 fn compute_id(repo: &Path, tag: &str) -> String {
-    ok("oci compute-id", &exec(cfs(repo).args(["oci", "compute-id", tag])))
-        .trim()
-        .to_string()
+    ok(
+        "oci compute-id",
+        &exec(cfs(repo).args(["oci", "compute-id", tag])),
+    )
+    .trim()
+    .to_string()
 }
 
 /// `oci images --json` entries.
 fn images_json(repo: &Path) -> Vec<serde_json::Value> {
-    let out = ok("oci images --json", &exec(cfs(repo).args(["oci", "images", "--json"])));
+    let out = ok(
+        "oci images --json",
+        &exec(cfs(repo).args(["oci", "images", "--json"])),
+    );
     let v: serde_json::Value = serde_json::from_str(&out).expect("oci images --json is JSON");
     v["images"].as_array().expect("images array").clone()
 }
 
+/// `fsck` and `oci fsck --json` both find nothing wrong.
 fn fsck_clean(repo: &Path) {
     ok("fsck", &exec(cfs(repo).arg("fsck")));
+    let out = ok(
+        "oci fsck --json",
+        &exec(cfs(repo).args(["oci", "fsck", "--json"])),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("oci fsck --json is JSON");
+    assert_eq!(v["ok"], true, "oci fsck --json: {out}");
 }
 
 /// `oci dump TAG` equals the umoci unpack of the test image (transformed).
@@ -117,21 +148,51 @@ fn check_pulled(repo: &Path, tag: &str, pulled: &Pulled, img: &TestImage, mount:
         .iter()
         .find(|e| e["name"] == tag)
         .unwrap_or_else(|| panic!("{tag} not in oci images --json: {images:?}"));
-    assert_eq!(entry["manifest_digest"], pulled.manifest.as_str(), "{entry}");
+    assert_eq!(
+        entry["manifest_digest"],
+        pulled.manifest.as_str(),
+        "{entry}"
+    );
     assert_eq!(entry["is_container"], true, "{entry}");
     assert_eq!(entry["architecture"], goarch(), "{entry}");
     assert_eq!(entry["os"], "linux", "{entry}");
     assert_eq!(entry["layer_count"], 4, "{entry}");
     let manifest = exec(cfs(repo).args(["oci", "inspect", tag, "--manifest"]));
     ok("oci inspect --manifest", &manifest);
-    let raw = manifest.stdout.strip_suffix(b"\n").expect("trailing newline");
-    assert_eq!(format!("sha256:{}", sha256_hex(raw)), pulled.manifest, "manifest bytes");
+    let raw = manifest
+        .stdout
+        .strip_suffix(b"\n")
+        .expect("trailing newline");
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw)),
+        pulled.manifest,
+        "manifest bytes"
+    );
     let config = exec(cfs(repo).args(["oci", "inspect", tag, "--config"]));
     ok("oci inspect --config", &config);
     let raw = config.stdout.strip_suffix(b"\n").expect("trailing newline");
-    assert_eq!(format!("sha256:{}", sha256_hex(raw)), pulled.config, "config bytes");
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw)),
+        pulled.config,
+        "config bytes"
+    );
+    // Every layer reassembles to the tar its diff_id names.
+    let config: serde_json::Value = serde_json::from_slice(raw).unwrap();
+    for diff_id in config["rootfs"]["diff_ids"].as_array().unwrap() {
+        let diff_id = diff_id.as_str().unwrap();
+        let out = exec(cfs(repo).args(["oci", "layer", diff_id]));
+        ok("oci layer", &out);
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&out.stdout)),
+            diff_id,
+            "oci layer"
+        );
+    }
     if mount {
-        let mnt = repo.parent().unwrap().join(format!("mnt-{}", tag.replace('/', "_")));
+        let mnt = repo
+            .parent()
+            .unwrap()
+            .join(format!("mnt-{}", tag.replace('/', "_")));
         std::fs::create_dir_all(&mnt).unwrap();
         ok(
             "oci mount",
@@ -161,10 +222,21 @@ fn oci_local_sources_match_umoci() {
 
     let oa = tmp.path().join("oa.tar");
     let da = tmp.path().join("da.tar");
-    sh("skopeo", &[&"copy", &img.oci_ref(), &format!("oci-archive:{}:v1", oa.display())]);
     sh(
         "skopeo",
-        &[&"copy", &img.oci_ref(), &format!("docker-archive:{}:test/img:v1", da.display())],
+        &[
+            &"copy",
+            &img.oci_ref(),
+            &format!("oci-archive:{}:v1", oa.display()),
+        ],
+    );
+    sh(
+        "skopeo",
+        &[
+            &"copy",
+            &img.oci_ref(),
+            &format!("docker-archive:{}:test/img:v1", da.display()),
+        ],
     );
     let mut sources = vec![format!("oci-archive:{}:v1", oa.display())];
     if !reference_mode() {
@@ -176,13 +248,20 @@ fn oci_local_sources_match_umoci() {
         let p = pull(&r, src, "t", &[]);
         check_dump(&r, "t", img);
         assert_eq!(compute_id(&r, "t"), id, "image id from {src}");
-        assert_eq!(image_links(&r), vec![id.clone()], "images/ after pulling {src}");
+        assert_eq!(
+            image_links(&r),
+            vec![id.clone()],
+            "images/ after pulling {src}"
+        );
         // Also into the first repository: layers are shared, nothing new stored
         // for the layers (diff_ids are identical).
         let q = pull(&repo, src, &format!("again{i}"), &[]);
         assert_eq!(compute_id(&repo, &format!("again{i}")), id, "{src}");
         if src.starts_with("oci-archive:") {
-            assert_eq!(q.manifest, p.manifest, "{src}: same manifest as its own repo");
+            assert_eq!(
+                q.manifest, p.manifest,
+                "{src}: same manifest as its own repo"
+            );
         }
     }
     fsck_clean(&repo);
@@ -203,7 +282,9 @@ fn oci_repull_untag_gc() {
     assert_eq!(second.manifest, first.manifest);
     assert_eq!(second.config, first.config);
     assert!(
-        second.objects.starts_with("0 new + 0 already present objects"),
+        second
+            .objects
+            .starts_with("0 new + 0 already present objects"),
         "re-pull: {second:?}"
     );
     assert_eq!(object_files(&repo), before, "re-pull stored new objects");
@@ -214,8 +295,14 @@ fn oci_repull_untag_gc() {
         "oci tag",
         &exec(cfs(&repo).args(["oci", "tag", &first.manifest, "other"])),
     );
-    let names: Vec<_> = images_json(&repo).iter().map(|e| e["name"].clone()).collect();
-    assert!(names.contains(&"img".into()) && names.contains(&"other".into()), "{names:?}");
+    let names: Vec<_> = images_json(&repo)
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert!(
+        names.contains(&"img".into()) && names.contains(&"other".into()),
+        "{names:?}"
+    );
     for t in ["img", "other"] {
         ok("oci untag", &exec(cfs(&repo).args(["oci", "untag", t])));
     }
@@ -226,7 +313,11 @@ fn oci_repull_untag_gc() {
         Default::default(),
         "objects left after untag + gc"
     );
-    assert!(image_links(&repo).is_empty(), "images left: {:?}", image_links(&repo));
+    assert!(
+        image_links(&repo).is_empty(),
+        "images left: {:?}",
+        image_links(&repo)
+    );
     fsck_clean(&repo);
     let out = exec(cfs(&repo).args(["oci", "untag", "img"]));
     assert_eq!(out.status.code(), Some(1), "untag of a missing tag");
@@ -241,7 +332,14 @@ fn push_variants(reg: &Registry, img: &TestImage, tmp: &Path) {
     let lz = format!("oci:{}:v1", tmp.join("Lz").display());
     sh(
         "skopeo",
-        &[&"copy", &"--dest-compress", &"--dest-compress-format", &"zstd", &img.oci_ref(), &lz],
+        &[
+            &"copy",
+            &"--dest-compress",
+            &"--dest-compress-format",
+            &"zstd",
+            &img.oci_ref(),
+            &lz,
+        ],
     );
     reg.push(&lz, "test/imgzstd:zstd", &[]);
     let m = reg.get(
@@ -271,7 +369,10 @@ fn push_variants(reg: &Registry, img: &TestImage, tmp: &Path) {
 
 #[test]
 fn oci_registry_pulls_match_umoci() {
-    if !have_tools("oci_registry_pulls_match_umoci", &["umoci", "skopeo", "docker-registry"]) {
+    if !have_tools(
+        "oci_registry_pulls_match_umoci",
+        &["umoci", "skopeo", "docker-registry"],
+    ) {
         return;
     }
     if reference_mode() {
@@ -286,7 +387,10 @@ fn oci_registry_pulls_match_umoci() {
     // The layout's own manifest (skopeo pushes the gzip blobs unchanged).
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(img.layout.join("index.json")).unwrap()).unwrap();
-    let layout_manifest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let layout_manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut ids = Vec::new();
     let host = reg.host();
     for (name, reference) in [
@@ -295,7 +399,12 @@ fn oci_registry_pulls_match_umoci() {
         ("v2s2", format!("docker://{host}/test/img:v2s2")),
     ] {
         let repo = new_repo(tmp.path(), name);
-        let p = pull(&repo, &reference, name, &["--platform", &format!("linux/{}", goarch())]);
+        let p = pull(
+            &repo,
+            &reference,
+            name,
+            &["--platform", &format!("linux/{}", goarch())],
+        );
         ids.push((name, check_pulled(&repo, name, &p, img, true)));
         if name == "gz" {
             assert_eq!(p.manifest, layout_manifest, "gz manifest digest");
@@ -309,7 +418,10 @@ fn oci_registry_pulls_match_umoci() {
         fsck_clean(&repo);
     }
     // The diff_ids are the same, so is the image id.
-    assert!(ids.iter().all(|(_, id)| *id == ids[0].1), "image ids: {ids:?}");
+    assert!(
+        ids.iter().all(|(_, id)| *id == ids[0].1),
+        "image ids: {ids:?}"
+    );
 
     // A corrupted blob in the registry's storage: the pull must fail on the digest.
     let tar = {
@@ -319,11 +431,15 @@ fn oci_registry_pulls_match_umoci() {
     };
     let layout = tmp.path().join("small");
     write_layout(&layout, "v1", &[plain(tar.clone())]);
-    reg.push(&format!("oci:{}:v1", layout.display()), "test/corrupt:v1", &[]);
+    reg.push(
+        &format!("oci:{}:v1", layout.display()),
+        "test/corrupt:v1",
+        &[],
+    );
     let digest = plain(tar).diff_id;
     let blob = reg.blob_file(&digest);
     let mut bytes = std::fs::read(&blob).unwrap();
-    bytes[1024 + 100] ^= 0xff; // inside the file content: still a valid tar
+    bytes[1536 + 100] ^= 0xff; // inside usr/payload's content: still a valid tar
     std::fs::write(&blob, bytes).unwrap();
     let repo = new_repo(tmp.path(), "corrupt");
     pull_fails(
@@ -336,7 +452,10 @@ fn oci_registry_pulls_match_umoci() {
 /// Asserts that pulling `source` fails with exit 1, an `Error:` message that
 /// contains one of `phrases` (case-insensitive), no new tag, and a clean fsck.
 fn pull_fails(repo: &Path, source: &str, phrases: &[&str]) {
-    let before: Vec<_> = images_json(repo).iter().map(|e| e["name"].clone()).collect();
+    let before: Vec<_> = images_json(repo)
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
     let out = exec(cfs(repo).args(["oci", "pull", source, "bad"]));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(
@@ -345,13 +464,19 @@ fn pull_fails(repo: &Path, source: &str, phrases: &[&str]) {
         "oci pull {source}: stdout {}\nstderr {stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(stderr.starts_with("Error:"), "oci pull {source}: stderr {stderr}");
+    assert!(
+        stderr.starts_with("Error:"),
+        "oci pull {source}: stderr {stderr}"
+    );
     let lower = stderr.to_lowercase();
     assert!(
         phrases.iter().any(|p| lower.contains(&p.to_lowercase())),
         "oci pull {source}: expected one of {phrases:?} in: {stderr}"
     );
-    let after: Vec<_> = images_json(repo).iter().map(|e| e["name"].clone()).collect();
+    let after: Vec<_> = images_json(repo)
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
     assert_eq!(after, before, "oci pull {source} changed the tags");
     fsck_clean(repo);
 }
@@ -359,7 +484,11 @@ fn pull_fails(repo: &Path, source: &str, phrases: &[&str]) {
 /// A layout with a base layer (`usr/`) and `hostile` as the second layer.
 fn hostile_layout(dir: &Path, hostile: Tar) -> String {
     let mut hostile = hostile;
-    write_layout(dir, "v1", &[plain(base_tar().finish()), plain(hostile.finish())]);
+    write_layout(
+        dir,
+        "v1",
+        &[plain(base_tar().finish()), plain(hostile.finish())],
+    );
     format!("oci:{}:v1", dir.display())
 }
 
@@ -407,9 +536,11 @@ fn oci_rejects_corrupt_and_hostile_images() {
     .finish();
     let dir = tmp.path().join("flip");
     let manifest_digest = write_layout(&dir, "v1", &[plain(good_tar.clone())]);
-    let layer = dir.join("blobs/sha256").join(&plain(good_tar.clone()).diff_id[7..]);
+    let layer = dir
+        .join("blobs/sha256")
+        .join(&plain(good_tar.clone()).diff_id[7..]);
     let mut bytes = std::fs::read(&layer).unwrap();
-    bytes[512 + 10] ^= 1;
+    bytes[1024 + 10] ^= 1; // inside usr/f's content
     std::fs::write(&layer, bytes).unwrap();
     assert!(manifest_digest.starts_with("sha256:"));
     pull_fails(&repo, &format!("oci:{}:v1", dir.display()), &["digest"]);
@@ -419,14 +550,22 @@ fn oci_rejects_corrupt_and_hostile_images() {
     let mut blob = plain(good_tar.clone());
     blob.diff_id = format!("sha256:{}", "0".repeat(64));
     write_layout(&dir, "v1", &[blob]);
-    pull_fails(&repo, &format!("oci:{}:v1", dir.display()), &["diff_id", "diffid"]);
+    pull_fails(
+        &repo,
+        &format!("oci:{}:v1", dir.display()),
+        &["diff_id", "diffid"],
+    );
 
     // 4. A truncated gzip layer whose descriptor matches the truncated bytes.
     let dir = tmp.path().join("trunc");
     let mut blob = gzip(good_tar.clone());
     blob.bytes.truncate(blob.bytes.len() / 2);
     write_layout(&dir, "v1", &[blob]);
-    pull_fails(&repo, &format!("oci:{}:v1", dir.display()), &["eof", "truncated", "end of"]);
+    pull_fails(
+        &repo,
+        &format!("oci:{}:v1", dir.display()),
+        &["eof", "truncated", "end of"],
+    );
 
     // 5. Hostile tars.
     let cases: Vec<(&str, Tar, &[&str])> = vec![
@@ -440,7 +579,8 @@ fn oci_rejects_corrupt_and_hostile_images() {
         (
             "symlink-parent",
             with(|t| {
-                t.link(b'2', "usr/link", "/etc").file("usr/link/passwd", b"x");
+                t.link(b'2', "usr/link", "/etc")
+                    .file("usr/link/passwd", b"x");
             }),
             &["not a subdirectory"],
         ),
@@ -472,7 +612,10 @@ fn oci_rejects_corrupt_and_hostile_images() {
         pull_fails(&repo, &source, phrases);
     }
     // Nothing escaped the repository, and the good image is intact.
-    let names: Vec<_> = images_json(&repo).iter().map(|e| e["name"].clone()).collect();
+    let names: Vec<_> = images_json(&repo)
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
     assert_eq!(names, vec![serde_json::Value::from("good")]);
     check_dump(&repo, "good", img);
     ok("gc", &exec(cfs(&repo).arg("gc")));
@@ -500,4 +643,3 @@ fn sparse_entry() -> Tar {
     crate::oci_support::set_checksum(h);
     t
 }
-

@@ -44,7 +44,7 @@ pub(crate) fn ok(what: &str, out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `cmd`, panicking with the program name if it cannot start.
@@ -73,7 +73,11 @@ pub(crate) fn sh(program: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String 
 pub(crate) fn init_repo(repo: &Path) {
     ok(
         "init",
-        &exec(cfs(repo).args(["init", "--insecure", "--algorithm", "fsverity-sha256-12"]).arg(repo)),
+        &exec(
+            cfs(repo)
+                .args(["init", "--insecure", "--algorithm", "fsverity-sha256-12"])
+                .arg(repo),
+        ),
     );
 }
 
@@ -202,7 +206,12 @@ impl Registry {
         let (status, body) = self
             .try_get(path, accept)
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        assert_eq!(status, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
         body
     }
 
@@ -284,7 +293,10 @@ fn octal(field: &mut [u8], value: u64) {
 
 fn header_block(h: &Hdr, size: u64) -> [u8; 512] {
     let mut b = [0u8; 512];
-    assert!(h.path.len() <= 100 && h.link.len() <= 100, "use PAX path/linkpath");
+    assert!(
+        h.path.len() <= 100 && h.link.len() <= 100,
+        "use PAX path/linkpath"
+    );
     b[..h.path.len()].copy_from_slice(h.path.as_bytes());
     octal(&mut b[100..108], u64::from(h.mode));
     octal(&mut b[108..116], u64::from(h.uid));

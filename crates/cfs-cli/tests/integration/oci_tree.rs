@@ -119,7 +119,11 @@ fn base_layer(r: &Path, quirk: bool) {
     let dev = |p: &str, ft: FileType, rdev: u64| {
         rustix::fs::mknodat(CWD, r.join(p), ft, Mode::from_raw_mode(0o640), rdev).unwrap()
     };
-    dev("dev/chr", FileType::CharacterDevice, rustix::fs::makedev(1, 3));
+    dev(
+        "dev/chr",
+        FileType::CharacterDevice,
+        rustix::fs::makedev(1, 3),
+    );
     dev("dev/blk", FileType::BlockDevice, rustix::fs::makedev(7, 0));
     dev("dev/fifo", FileType::Fifo, 0);
     w("run/foo", b"run content");
@@ -143,7 +147,10 @@ fn base_layer(r: &Path, quirk: bool) {
     // a whiteout *below* the new file (the quirk cfs accepts, composefs-rs not).
     std::fs::create_dir(r.join("usr/share/d2f")).unwrap();
     if quirk {
-        w("usr/share/d2f/child", b"child of a directory that becomes a file");
+        w(
+            "usr/share/d2f/child",
+            b"child of a directory that becomes a file",
+        );
     }
     w("etc/modified", b"version 1");
     for (i, p) in ["usr/lib/f64", "usr/lib/big", "etc/gone", "usr/share/f2d"]
@@ -162,7 +169,7 @@ fn second_layer(r: &Path) {
     std::fs::write(r.join("usr/share/d2f"), b"now a file").unwrap();
     std::fs::remove_file(r.join("usr/share/f2d")).unwrap();
     std::fs::create_dir(r.join("usr/share/f2d")).unwrap();
-    std::fs::write(r.join("usr/share/f2d/inner"), &data(80, 11)).unwrap();
+    std::fs::write(r.join("usr/share/f2d/inner"), data(80, 11)).unwrap();
     std::fs::hard_link(r.join("usr/lib/f65"), r.join("usr/bin/f65-link")).unwrap();
     std::fs::write(r.join("etc/modified"), b"version 2, longer").unwrap();
     chmod(&r.join("usr/lib"), 0o750);
@@ -185,7 +192,10 @@ fn third_layer() -> Vec<u8> {
                 pax: vec![
                     ("mtime".into(), b"1700000000.123456789".to_vec()),
                     ("SCHILY.xattr.user.pax".into(), b"pax value".to_vec()),
-                    ("SCHILY.xattr.security.capability".into(), CAPABILITY.to_vec()),
+                    (
+                        "SCHILY.xattr.security.capability".into(),
+                        CAPABILITY.to_vec(),
+                    ),
                 ],
                 ..Hdr::default()
             },
@@ -232,7 +242,10 @@ pub(crate) fn build_test_image(dir: &Path, quirk: bool) -> TestImage {
     let tar = dir.join("layer3.tar");
     std::fs::write(&tar, third_layer()).unwrap();
     sh("umoci", &[&"raw", &"add-layer", &"--image", &image, &tar]);
-    sh("umoci", &[&"raw", &"add-layer", &"--image", &image, &"/dev/null"]);
+    sh(
+        "umoci",
+        &[&"raw", &"add-layer", &"--image", &image, &"/dev/null"],
+    );
     let oracle = dir.join("oracle");
     unpack(&layout, "v1", &oracle);
     check_oracle(&oracle.join("rootfs"), quirk);
@@ -260,18 +273,32 @@ fn check_oracle(r: &Path, quirk: bool) {
         "/usr/share/f2d/inner",
         "/usr/share/d2f/child",
     ] {
-        assert!(!t.nodes.contains_key(gone.as_bytes()), "umoci unpack has {gone}");
+        assert!(
+            !t.nodes.contains_key(gone.as_bytes()),
+            "umoci unpack has {gone}"
+        );
     }
     assert_eq!(node("/usr/share/f2d").mode & 0o170000, 0o100000);
     assert_eq!(node("/usr/share/d2f").mode & 0o170000, 0o100000);
     assert!(node("/usr/share/opq/new").content.is_some());
     assert_eq!(node("/usr/lib/nsec").mtime, (1_700_000_000, 123_456_789));
-    assert_eq!(node("/usr/lib/nsec-dir").mtime, (1_650_000_000, 500_000_000));
+    assert_eq!(
+        node("/usr/lib/nsec-dir").mtime,
+        (1_650_000_000, 500_000_000)
+    );
     assert_eq!(node("/usr/bin/suid").mode, 0o104755);
     assert_eq!(node("/var/tmp").mode, 0o41777);
     assert_eq!(node("/dev/chr").rdev, Some(rustix::fs::makedev(1, 3)));
-    assert!(node("/usr/lib/xattrs").xattrs.contains_key(b"trusted.secret".as_slice()));
-    assert!(node("/usr/bin/cap").xattrs.contains_key(b"security.capability".as_slice()));
+    assert!(
+        node("/usr/lib/xattrs")
+            .xattrs
+            .contains_key(b"trusted.secret".as_slice())
+    );
+    assert!(
+        node("/usr/bin/cap")
+            .xattrs
+            .contains_key(b"security.capability".as_slice())
+    );
     assert_eq!(node("/usr/lib/big").content.as_ref().unwrap().0, 3 << 20);
     assert!(node("/run/sub/bar").content.is_some());
     assert!(t.links.len() >= 2, "hard links: {:?}", t.links);
@@ -390,12 +417,21 @@ pub(crate) fn tree_from_dir(root: &Path) -> Tree {
             let bytes = std::fs::read(p).unwrap();
             n.content = Some((md.len(), sha256_hex(&bytes)));
         } else if ft.is_symlink() {
-            n.target = Some(std::fs::read_link(p).unwrap().as_os_str().as_bytes().to_vec());
+            n.target = Some(
+                std::fs::read_link(p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            );
         } else if ft.is_char_device() || ft.is_block_device() {
             n.rdev = Some(md.rdev());
         }
         if !ft.is_dir() {
-            groups.entry((md.dev(), md.ino())).or_default().push(abs.clone());
+            groups
+                .entry((md.dev(), md.ino()))
+                .or_default()
+                .push(abs.clone());
         }
         tree.nodes.insert(abs, n);
     };
@@ -492,7 +528,12 @@ pub(crate) fn assert_trees_equal(what: &str, expected: &Tree, actual: &Tree, ign
             fmt(&actual.links)
         ));
     }
-    assert!(diffs.is_empty(), "{what}: {} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// A mounted image, lazily unmounted when dropped.
