@@ -179,13 +179,30 @@ impl Registry {
 
     /// HTTP/1.0 GET (so no chunked encoding): status and body.
     pub(crate) fn try_get(&self, path: &str, accept: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        let (status, _, body) = self.request("GET", path, &[("Accept", accept)], b"")?;
+        Ok((status, body))
+    }
+
+    /// One HTTP/1.0 request: status, raw header block, body.
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, String, Vec<u8>)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nAccept: {accept}\r\n\r\n",
+        let mut req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n",
             self.port
-        )?;
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        s.write_all(req.as_bytes())?;
+        s.write_all(body)?;
         let mut resp = Vec::new();
         s.read_to_end(&mut resp)?;
         let split = resp
@@ -198,7 +215,76 @@ impl Registry {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("bad status line: {head}")))?;
-        Ok((status, resp[split + 4..].to_vec()))
+        Ok((status, head, resp[split + 4..].to_vec()))
+    }
+
+    /// Uploads one blob to repository `name` (monolithic POST + PUT).
+    fn upload_blob(&self, name: &str, bytes: &[u8]) {
+        let digest = format!("sha256:{}", sha256_hex(bytes));
+        let (status, head, body) = self
+            .request("POST", &format!("/v2/{name}/blobs/uploads/"), &[], b"")
+            .unwrap();
+        assert_eq!(
+            status,
+            202,
+            "starting upload: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let location = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_string())
+            })
+            .expect("upload Location header");
+        let location = match location.find("/v2/") {
+            Some(i) => location[i..].to_string(),
+            None => location,
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let (status, _, body) = self
+            .request(
+                "PUT",
+                &format!("{location}{sep}digest={digest}"),
+                &[("Content-Type", "application/octet-stream")],
+                bytes,
+            )
+            .unwrap();
+        assert_eq!(
+            status,
+            201,
+            "uploading {digest}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    /// Pushes the image of a layout written by [`write_layout`] as `name:tag`
+    /// with its blobs unchanged (skopeo would compress uncompressed layers).
+    pub(crate) fn push_layout_raw(&self, layout: &Path, name: &str, tag: &str) {
+        let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+        let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        self.upload_blob(name, &blob(m["config"]["digest"].as_str().unwrap()));
+        for l in m["layers"].as_array().unwrap() {
+            self.upload_blob(name, &blob(l["digest"].as_str().unwrap()));
+        }
+        let (status, _, body) = self
+            .request(
+                "PUT",
+                &format!("/v2/{name}/manifests/{tag}"),
+                &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+                &manifest,
+            )
+            .unwrap();
+        assert_eq!(
+            status,
+            201,
+            "putting manifest: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
 
     /// GET that must answer 200; returns the body.
