@@ -219,6 +219,19 @@ fn oci_local_sources_match_umoci() {
     let repo = new_repo(tmp.path(), "repo");
     let p = pull(&repo, &img.oci_ref(), "local", &[]);
     let id = check_pulled(&repo, "local", &p, img, true);
+    // Without TAG the tag is the source string (slashes and all).
+    let out = ok(
+        "oci pull without TAG",
+        &exec(cfs(&repo).args(["oci", "pull", &img.oci_ref()])),
+    );
+    assert!(
+        out.contains(&format!("tagged   {}\n", img.oci_ref())),
+        "{out}"
+    );
+    assert_eq!(compute_id(&repo, &img.oci_ref()), id);
+    // A tag missing from the layout: exit 1, no new tag.
+    let missing = format!("oci:{}:nosuch", img.layout.display());
+    pull_fails(&repo, &missing, &["nosuch"]);
 
     let oa = tmp.path().join("oa.tar");
     let da = tmp.path().join("da.tar");

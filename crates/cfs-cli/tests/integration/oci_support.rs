@@ -2,9 +2,10 @@
 //! checks, a private `docker-registry`, a tiny HTTP client, and writers for
 //! hand-made tar layers and OCI layouts (for hostile and corrupt inputs).
 //!
-//! `CFS_OCI_TEST_CFSCTL=/path/to/cfsctl` runs the tests against another binary
-//! (used to develop the harness against composefs-rs 0.9.4, which cannot pull
-//! `docker://` or Docker v2s2 here and rejects umoci's dir→file whiteout quirk).
+//! `CFS_OCI_TEST_CFSCTL=/path/to/cfsctl` runs the tests against another binary;
+//! add `CFS_OCI_TEST_REFERENCE=1` when that binary is composefs-rs 0.9.4 (used
+//! to develop the harness), which cannot pull `docker://` or Docker v2s2 here and
+//! rejects umoci's dir→file whiteout quirk: those parts are then left out.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,9 +16,9 @@ use std::time::{Duration, Instant};
 use crate::corpus::sha256_hex;
 use crate::support::tools_dir;
 
-/// True when the binary under test is an outside reference (`CFS_OCI_TEST_CFSCTL`).
+/// True when the binary under test is composefs-rs (`CFS_OCI_TEST_REFERENCE`).
 pub(crate) fn reference_mode() -> bool {
-    std::env::var_os("CFS_OCI_TEST_CFSCTL").is_some()
+    std::env::var_os("CFS_OCI_TEST_REFERENCE").is_some()
 }
 
 /// `cfsctl --repo REPO`, with the binary from `CFS_OCI_TEST_CFSCTL` if set.
