@@ -22,6 +22,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// Whether every tool is installed; skips (or fails when required) if not.
+#[allow(clippy::print_stderr)] // the skip note is for whoever runs the tests
 fn have(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools
         .iter()
@@ -238,11 +239,6 @@ fn oci_layout_directory() {
     let m = src.manifest(&Platform::host()).unwrap();
     assert_eq!(m.digest, entry["digest"].as_str().unwrap());
     let (_, config, layers) = check_image(src.as_ref(), OCI_MANIFEST);
-    eprintln!(
-        "{}: {:?}",
-        src.describe(),
-        layers.iter().map(|l| &l.0).collect::<Vec<_>>()
-    );
     check_diff_ids(&config, &layers);
 
     // the only image: no tag needed
@@ -309,11 +305,6 @@ fn oci_and_docker_archives() {
 
     let src = open_source(&format!("oci-archive:{}:v1", oci_archive.display()), &opts).unwrap();
     let (_, config, layers) = check_image(src.as_ref(), OCI_MANIFEST);
-    eprintln!(
-        "{}: {:?}",
-        src.describe(),
-        layers.iter().map(|l| &l.0).collect::<Vec<_>>()
-    );
     check_diff_ids(&config, &layers);
     assert_eq!(src.manifest(&Platform::host()).unwrap(), direct);
 
@@ -337,11 +328,6 @@ fn oci_and_docker_archives() {
         assert_eq!(
             doc["config"]["mediaType"],
             "application/vnd.oci.image.config.v1+json"
-        );
-        eprintln!(
-            "{}: {:?}",
-            src.describe(),
-            layers.iter().map(|l| &l.0).collect::<Vec<_>>()
         );
         check_diff_ids(&config, &layers);
     }
@@ -451,22 +437,12 @@ fn registry_pull() {
 
     let src = open_source(&format!("{base}:gz"), &opts).unwrap();
     let (_, config, layers) = check_image(src.as_ref(), OCI_MANIFEST);
-    eprintln!(
-        "{}: {:?}",
-        src.describe(),
-        layers.iter().map(|l| &l.0).collect::<Vec<_>>()
-    );
     check_diff_ids(&config, &layers);
     let gz = src.manifest(&Platform::host()).unwrap();
 
     let src = open_source(&format!("{base}:v2s2"), &opts).unwrap();
     let (doc, config, layers) = check_image(src.as_ref(), DOCKER_MANIFEST);
     assert_eq!(doc["mediaType"], DOCKER_MANIFEST);
-    eprintln!(
-        "{}: {:?}",
-        src.describe(),
-        layers.iter().map(|l| &l.0).collect::<Vec<_>>()
-    );
     check_diff_ids(&config, &layers);
 
     // by digest
@@ -475,7 +451,6 @@ fn registry_pull() {
     let wrong = sha256(b"not the manifest");
     let src = open_source(&format!("{base}@{wrong}"), &opts).unwrap();
     let err = src.manifest(&Platform::host()).unwrap_err().to_string();
-    eprintln!("wrong digest: {err}");
     assert!(err.contains(&wrong), "{err}");
 
     // a multi-platform index, pushed as is
@@ -534,11 +509,6 @@ fn registry_basic_auth() {
     };
     let src = open_source(&reference, &opts).unwrap();
     let (_, config, layers) = check_image(src.as_ref(), OCI_MANIFEST);
-    eprintln!(
-        "{}: {:?}",
-        src.describe(),
-        layers.iter().map(|l| &l.0).collect::<Vec<_>>()
-    );
     check_diff_ids(&config, &layers);
 
     // without credentials (or with wrong ones) the registry refuses
@@ -549,7 +519,6 @@ fn registry_basic_auth() {
         fs::write(&auth_file, auths).unwrap();
         let src = open_source(&reference, &opts).unwrap();
         let err = src.manifest(&Platform::host()).unwrap_err().to_string();
-        eprintln!("refused: {err}");
         assert!(err.contains(&reference), "{err}");
     }
 }
