@@ -64,7 +64,7 @@ fn open_archive(path: &Path) -> Result<File, SourceError> {
     let err = |what: &str, e: io::Error| {
         SourceError::Other(format!("{what} archive {}: {e}", path.display()))
     };
-    let mut file = File::open(path).map_err(|e| err("opening", e))?;
+    let file = File::open(path).map_err(|e| err("opening", e))?;
     let mut head = [0u8; 4];
     let n = file.read_at(&mut head, 0).map_err(|e| err("reading", e))?;
     let compression = sniff(&head[..n]);
@@ -82,8 +82,7 @@ fn open_archive(path: &Path) -> Result<File, SourceError> {
     copied.map_err(|e| err("decompressing", e))?;
     out.seek(SeekFrom::Start(0))
         .map_err(|e| err("rewinding decompressed", e))?;
-    file = out;
-    Ok(file)
+    Ok(out)
 }
 
 /// Where a member's data is, or which member it links to.

@@ -13,7 +13,8 @@
 //!   layout must hold exactly one image (after platform selection);
 //! - `oci-archive:FILE[:TAG]` — a tar of an OCI layout (optionally gzip or
 //!   zstd compressed);
-//! - `docker-archive:FILE[:REPO:TAG]` — `docker save` output (`manifest.json`);
+//! - `docker-archive:FILE[:REPO:TAG]` — `docker save` output (`manifest.json`;
+//!   FILE ends at the first `:`, as in containers-image);
 //! - `docker://HOST/REPO[:TAG|@DIGEST]` — a registry (HTTPS, or plain HTTP
 //!   for `localhost`, `127.0.0.1`, `[::1]` and registries in
 //!   [`SourceOptions::insecure_registries`]).
