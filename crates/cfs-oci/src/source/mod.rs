@@ -13,14 +13,29 @@
 //!   layout must hold exactly one image (after platform selection);
 //! - `oci-archive:FILE[:TAG]` — a tar of an OCI layout (optionally gzip or
 //!   zstd compressed);
-//! - `docker-archive:FILE[:REPO:TAG]` — `docker save` output (`manifest.json`);
+//! - `docker-archive:FILE[:REPO:TAG]` — `docker save` output (`manifest.json`;
+//!   FILE ends at the first `:`, as in containers-image);
 //! - `docker://HOST/REPO[:TAG|@DIGEST]` — a registry (HTTPS, or plain HTTP
 //!   for `localhost`, `127.0.0.1`, `[::1]` and registries in
 //!   [`SourceOptions::insecure_registries`]).
+//!
+//! Submodules: `index` (index documents and platform choice, shared by all
+//! sources), `oci_layout` (layouts in a directory or in a tar), `archive`
+//! (tar member index, `oci-archive:`, `docker-archive:`), `registry`
+//! (`docker://` over oci-client) and `auth` (containers-auth.json lookup).
+
+mod archive;
+mod auth;
+mod index;
+mod oci_layout;
+mod registry;
 
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::PathBuf;
+use std::str::FromStr;
+
+use sha2::{Digest as _, Sha256};
 
 /// A manifest fetched from a source (after index resolution).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +60,76 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl Platform {
+    /// The platform of this machine: `linux` and the Go name of
+    /// [`std::env::consts::ARCH`] (`x86_64` → `amd64`, `aarch64` → `arm64`,
+    /// little-endian `powerpc64` → `ppc64le`, `x86` → `386`, …), no variant.
+    pub fn host() -> Self {
+        Self {
+            os: "linux".into(),
+            architecture: go_arch(std::env::consts::ARCH, cfg!(target_endian = "little")).into(),
+            variant: None,
+        }
+    }
+
+    /// Whether an index entry's platform fits: OS and architecture equal,
+    /// and the variant equal when `self` names one.
+    pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        self.os == os
+            && self.architecture == architecture
+            && self.variant.as_deref().is_none_or(|v| Some(v) == variant)
+    }
+}
+
+/// Go's `GOARCH` name of a Rust `target_arch`.
+fn go_arch(rust_arch: &str, little_endian: bool) -> &str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if little_endian => "ppc64le",
+        "powerpc64" => "ppc64",
+        "loongarch64" => "loong64",
+        "mips64" if little_endian => "mips64le",
+        "mips" if little_endian => "mipsle",
+        other => other,
+    }
+}
+
+impl FromStr for Platform {
+    type Err = SourceError;
+
+    /// Parses `OS/ARCH[/VARIANT]` (`linux/amd64`, `linux/arm/v7`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| SourceError::InvalidPlatform {
+            platform: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let parts: Vec<&str> = s.split('/').collect();
+        if !(2..=3).contains(&parts.len()) {
+            return Err(bad("expected OS/ARCH or OS/ARCH/VARIANT"));
+        }
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad("empty component"));
+        }
+        Ok(Self {
+            os: parts[0].to_owned(),
+            architecture: parts[1].to_owned(),
+            variant: parts.get(2).map(|v| (*v).to_owned()),
+        })
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Options of [`open_source`].
 #[derive(Debug, Clone, Default)]
 pub struct SourceOptions {
@@ -63,6 +148,14 @@ pub enum SourceError {
     InvalidReference {
         /// The reference given.
         reference: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A platform string is not `OS/ARCH[/VARIANT]`.
+    #[error("invalid platform {platform:?}: {reason}")]
+    InvalidPlatform {
+        /// The string given.
+        platform: String,
         /// What is wrong.
         reason: String,
     },
@@ -87,49 +180,191 @@ pub trait ImageSource: Send + Sync + fmt::Debug {
 }
 
 /// Opens the source named by `reference` (see the [module docs](self)).
+///
+/// Local sources are read (index, `manifest.json`, tar member offsets) when
+/// opened; a registry source only parses the reference and builds its
+/// client here, and talks to the registry in [`ImageSource::manifest`].
 pub fn open_source(
     reference: &str,
     opts: &SourceOptions,
 ) -> Result<Box<dyn ImageSource>, SourceError> {
-    let _ = opts;
-    Err(SourceError::InvalidReference {
+    let invalid = |reason: &str| SourceError::InvalidReference {
         reference: reference.to_owned(),
-        reason: "not implemented yet".into(),
-    })
-}
-
-impl Platform {
-    /// The platform of this machine (interim; see the registry work).
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "powerpc64" => "ppc64le",
-            "x86" => "386",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
+        reason: reason.to_owned(),
+    };
+    let (transport, rest) = reference.split_once(':').ok_or_else(|| {
+        invalid("expected TRANSPORT:… (oci:, oci-archive:, docker-archive:, docker://)")
+    })?;
+    match transport {
+        "oci" => {
+            let (path, tag) = split_path_tag(rest);
+            if path.is_empty() {
+                return Err(invalid("empty directory"));
+            }
+            Ok(Box::new(oci_layout::OciLayoutSource::open_dir(
+                path.into(),
+                tag,
+            )?))
         }
+        "oci-archive" => {
+            let (path, tag) = split_path_tag(rest);
+            if path.is_empty() {
+                return Err(invalid("empty file name"));
+            }
+            Ok(Box::new(archive::open_oci_archive(path.into(), tag)?))
+        }
+        "docker-archive" => {
+            let (path, name) = archive::split_docker_archive(rest);
+            if path.is_empty() {
+                return Err(invalid("empty file name"));
+            }
+            Ok(Box::new(archive::DockerArchiveSource::open(
+                path.into(),
+                name,
+            )?))
+        }
+        "docker" => {
+            let rest = rest
+                .strip_prefix("//")
+                .ok_or_else(|| invalid("expected docker://HOST/REPO[:TAG|@DIGEST]"))?;
+            Ok(Box::new(registry::RegistrySource::open(rest, opts)?))
+        }
+        _ => Err(invalid(
+            "unknown transport (expected oci:, oci-archive:, docker-archive: or docker://)",
+        )),
     }
 }
 
-impl std::str::FromStr for Platform {
-    type Err = String;
-    /// `os/arch[/variant]` (interim).
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut parts = s.split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(os), Some(arch), variant, None) if !os.is_empty() && !arch.is_empty() => {
-                Ok(Platform {
-                    os: os.into(),
-                    architecture: arch.into(),
-                    variant: variant.map(Into::into),
-                })
-            }
-            _ => Err(format!("expected os/arch[/variant], got {s:?}")),
+/// Splits `PATH[:TAG]`: the tag is what follows the last `:` when no `/`
+/// follows it (`/a/b:v1` → `/a/b`, `v1`; `/a:b/c` → no tag).
+fn split_path_tag(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => (path, (!tag.is_empty()).then_some(tag)),
+        _ => (spec, None),
+    }
+}
+
+/// Media type of an OCI image manifest (the default).
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index.
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of a Docker image manifest, schema 2.
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list.
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// `sha256:<hex>` of `bytes`.
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    cfs_core::verity::push_hex(&mut out, &Sha256::digest(bytes));
+    out
+}
+
+/// `sha256:<hex>` of everything `reader` yields, and the byte count.
+pub(crate) fn sha256_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    cfs_core::verity::push_hex(&mut out, &hasher.finalize());
+    Ok((out, total))
+}
+
+/// The hex part of a `sha256:<64 lowercase hex>` digest, `None` otherwise
+/// (so a digest can safely become a path component).
+pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
+    digest.strip_prefix("sha256:").filter(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_and_tag() {
+        assert_eq!(split_path_tag("/a/b:v1"), ("/a/b", Some("v1")));
+        assert_eq!(split_path_tag("/a/b"), ("/a/b", None));
+        assert_eq!(split_path_tag("/a:x/b"), ("/a:x/b", None));
+        assert_eq!(split_path_tag("rel:latest"), ("rel", Some("latest")));
+        assert_eq!(split_path_tag("/a/b:"), ("/a/b", None));
+    }
+
+    #[test]
+    fn platform_parse_display() {
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p.os, "linux");
+        assert_eq!(p.architecture, "arm64");
+        assert_eq!(p.variant.as_deref(), Some("v8"));
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        let p: Platform = "linux/amd64".parse().unwrap();
+        assert_eq!(p.variant, None);
+        assert_eq!(p.to_string(), "linux/amd64");
+        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", ""] {
+            let err = bad.parse::<Platform>().unwrap_err();
+            assert!(err.to_string().contains("invalid platform"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn platform_matching() {
+        let any: Platform = "linux/arm".parse().unwrap();
+        let v7: Platform = "linux/arm/v7".parse().unwrap();
+        assert!(any.matches("linux", "arm", Some("v6")));
+        assert!(any.matches("linux", "arm", None));
+        assert!(v7.matches("linux", "arm", Some("v7")));
+        assert!(!v7.matches("linux", "arm", Some("v6")));
+        assert!(!v7.matches("linux", "arm", None));
+        assert!(!any.matches("windows", "arm", None));
+    }
+
+    #[test]
+    fn go_arch_names() {
+        assert_eq!(go_arch("x86_64", true), "amd64");
+        assert_eq!(go_arch("aarch64", true), "arm64");
+        assert_eq!(go_arch("powerpc64", true), "ppc64le");
+        assert_eq!(go_arch("s390x", false), "s390x");
+        assert_eq!(go_arch("riscv64", true), "riscv64");
+        assert_eq!(go_arch("x86", true), "386");
+        assert_eq!(go_arch("arm", true), "arm");
+        let host = Platform::host();
+        assert_eq!(host.os, "linux");
+        assert!(host.variant.is_none());
+    }
+
+    #[test]
+    fn sha256_hex_checks() {
+        let d = sha256_digest(b"");
+        assert_eq!(
+            d,
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(sha256_hex(&d).is_some());
+        assert!(sha256_hex("sha256:../../etc/passwd").is_none());
+        assert!(sha256_hex("sha512:00").is_none());
+        assert_eq!(sha256_reader(&b""[..]).unwrap(), (d, 0));
+    }
+
+    #[test]
+    fn unknown_transport() {
+        let err = open_source("ftp:x", &SourceOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("unknown transport"), "{err}");
+        let err = open_source("nocolon", &SourceOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("TRANSPORT"), "{err}");
     }
 }

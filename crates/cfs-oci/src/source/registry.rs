@@ -1,0 +1,333 @@
+//! `docker://HOST[:PORT]/REPO[:TAG|@sha256:…]`: a registry, over
+//! oci-client with a private tokio runtime (two worker threads) owned by
+//! the source, so callers stay synchronous.
+//!
+//! - Plain HTTP for `localhost`, `127.0.0.1`, `[::1]` (any port) and the
+//!   registries in `SourceOptions::insecure_registries` (`host:port`, or
+//!   `host` for any port); HTTPS otherwise (rustls, ring provider).
+//! - Credentials from [`auth`](super::auth); bearer-token challenges are
+//!   answered by oci-client.
+//! - Manifests are requested with an Accept of the OCI manifest and index
+//!   and the Docker schema 2 manifest and list (without it registries may
+//!   answer with schema 1, which is rejected). Their SHA-256 is computed
+//!   here and compared with the `@digest` of the reference or the index
+//!   entry; an index is resolved by platform and the chosen manifest
+//!   fetched by digest.
+//! - A blob is a blocking reader over the HTTP body stream, one chunk at a
+//!   time (`block_on(next())`), so memory stays bounded; it fails when the
+//!   server sends more or fewer bytes than the descriptor's size.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use tokio::runtime::Runtime;
+
+use super::auth::{self, AuthEnv};
+use super::index::{MAX_DEPTH, choose_platform, doc_info, finish_manifest, index_entries};
+use super::{
+    DOCKER_LIST, DOCKER_MANIFEST, FetchedManifest, ImageSource, OCI_INDEX, OCI_MANIFEST, Platform,
+    SourceError, SourceOptions, sha256_digest,
+};
+
+/// The manifest types asked for.
+const ACCEPT: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+
+/// A registry source.
+pub(crate) struct RegistrySource {
+    runtime: Arc<Runtime>,
+    client: Client,
+    reference: Reference,
+    auth: RegistryAuth,
+    describe: String,
+}
+
+impl fmt::Debug for RegistrySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistrySource")
+            .field("reference", &self.reference.whole())
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The host of `host[:port]` (`[::1]:5000` → `[::1]`).
+fn host_of(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        return registry.find(']').map_or(registry, |end| &registry[..=end]);
+    }
+    registry.split_once(':').map_or(registry, |(host, _)| host)
+}
+
+/// Whether `registry` (`host[:port]`) is reached over plain HTTP.
+fn is_insecure(registry: &str, insecure: &[String]) -> bool {
+    let host = host_of(registry);
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        || insecure
+            .iter()
+            .any(|entry| entry == registry || (entry == host && !entry.contains(':')))
+}
+
+/// Installs the ring crypto provider as rustls' default once (oci-client's
+/// TLS setup panics without one). "Already installed" is fine.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl RegistrySource {
+    /// Parses `HOST/REPO[:TAG|@DIGEST]` (after `docker://`), looks up the
+    /// credentials and builds the client and runtime. No network access.
+    pub(crate) fn open(spec: &str, opts: &SourceOptions) -> Result<Self, SourceError> {
+        let describe = format!("docker://{spec}");
+        let reference: Reference = spec.parse().map_err(|e| SourceError::InvalidReference {
+            reference: describe.clone(),
+            reason: format!("{e}"),
+        })?;
+        let auth_env = AuthEnv::from_process(opts.auth_file.clone());
+        let auth = auth::lookup(&auth_env, reference.registry(), reference.repository())?;
+        let registry = reference.resolve_registry().to_owned();
+        let protocol = if is_insecure(&registry, &opts.insecure_registries) {
+            ClientProtocol::HttpsExcept(vec![registry])
+        } else {
+            ClientProtocol::Https
+        };
+        install_crypto_provider();
+        let client = Client::new(ClientConfig {
+            protocol,
+            platform_resolver: None,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(300)),
+            ..ClientConfig::default()
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cfs-registry")
+            .enable_all()
+            .build()
+            .map_err(|e| SourceError::Other(format!("{describe}: starting the runtime: {e}")))?;
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            client,
+            reference,
+            auth,
+            describe,
+        })
+    }
+
+    /// The raw manifest named by `reference` (tag or digest).
+    fn fetch(&self, reference: &Reference) -> Result<Vec<u8>, SourceError> {
+        let (bytes, _) = self
+            .runtime
+            .block_on(self.client.pull_manifest_raw(reference, &self.auth, ACCEPT))
+            .map_err(|e| {
+                SourceError::Other(format!(
+                    "docker://{}: fetching the manifest: {e}",
+                    reference.whole()
+                ))
+            })?;
+        Ok(bytes.to_vec())
+    }
+}
+
+impl ImageSource for RegistrySource {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn manifest(&self, platform: &Platform) -> Result<FetchedManifest, SourceError> {
+        let what = &self.describe;
+        let mut bytes = self.fetch(&self.reference)?;
+        let mut expected = self
+            .reference
+            .digest()
+            .map_or_else(|| sha256_digest(&bytes), str::to_owned);
+        let mut descriptor_type = None;
+        for _ in 0..=MAX_DEPTH {
+            let found = sha256_digest(&bytes);
+            if found != expected {
+                return Err(SourceError::Other(format!(
+                    "{what}: manifest digest mismatch: expected {expected}, got {found}"
+                )));
+            }
+            if !doc_info(&bytes, what)?.is_index {
+                return finish_manifest(bytes, &expected, descriptor_type.as_deref(), what);
+            }
+            let entries = index_entries(&bytes, what)?;
+            let chosen = choose_platform(&entries, platform, what)?;
+            expected = chosen.digest.clone();
+            descriptor_type = chosen.media_type.clone();
+            bytes = self.fetch(&self.reference.clone_with_digest(expected.clone()))?;
+        }
+        Err(SourceError::Other(format!(
+            "{what}: image indexes nested more than {MAX_DEPTH} levels deep"
+        )))
+    }
+
+    fn open_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Read + Send>, SourceError> {
+        let what = format!("{}: blob {digest}", self.describe);
+        let stream = self
+            .runtime
+            .block_on(async {
+                self.client
+                    .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
+                    .await;
+                self.client.pull_blob_stream(&self.reference, digest).await
+            })
+            .map_err(|e| SourceError::Other(format!("{what}: {e}")))?;
+        if let Some(length) = stream.content_length
+            && length != size
+        {
+            return Err(SourceError::Other(format!(
+                "{what}: the registry announces {length} bytes, expected {size}"
+            )));
+        }
+        Ok(Box::new(BlobReader {
+            runtime: Arc::clone(&self.runtime),
+            stream: stream.stream,
+            chunk: None,
+            pos: 0,
+            received: 0,
+            size,
+            done: false,
+            what,
+        }))
+    }
+}
+
+/// A blocking reader over a blob's body stream.
+struct BlobReader<S, B> {
+    runtime: Arc<Runtime>,
+    stream: S,
+    chunk: Option<B>,
+    pos: usize,
+    received: u64,
+    size: u64,
+    done: bool,
+    what: String,
+}
+
+impl<S, B> Read for BlobReader<S, B>
+where
+    S: Stream<Item = io::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.chunk {
+                let rest = &chunk.as_ref()[self.pos..];
+                if !rest.is_empty() {
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.runtime.block_on(self.stream.next()) {
+                Some(Ok(chunk)) => {
+                    self.received += chunk.as_ref().len() as u64;
+                    if self.received > self.size {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "{}: the registry sent more than the expected {} bytes",
+                                self.what, self.size
+                            ),
+                        ));
+                    }
+                    self.chunk = Some(chunk);
+                    self.pos = 0;
+                }
+                Some(Err(e)) => {
+                    return Err(io::Error::new(e.kind(), format!("{}: {e}", self.what)));
+                }
+                None => {
+                    self.done = true;
+                    if self.received < self.size {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "{}: the registry sent {} of {} bytes",
+                                self.what, self.received, self.size
+                            ),
+                        ));
+                    }
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_hosts() {
+        assert!(is_insecure("localhost", &[]));
+        assert!(is_insecure("localhost:5000", &[]));
+        assert!(is_insecure("127.0.0.1:41234", &[]));
+        assert!(is_insecure("[::1]:5000", &[]));
+        assert!(!is_insecure("example.com", &[]));
+        let list = vec!["reg.lan:5000".to_owned(), "other.lan".to_owned()];
+        assert!(is_insecure("reg.lan:5000", &list));
+        assert!(!is_insecure("reg.lan:5001", &list));
+        assert!(is_insecure("other.lan:8080", &list));
+        assert!(is_insecure("other.lan", &list));
+        assert_eq!(host_of("[::1]:5000"), "[::1]");
+        assert_eq!(host_of("h:1"), "h");
+    }
+
+    fn reader(chunks: Vec<&'static [u8]>, size: u64) -> impl Read {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        BlobReader {
+            runtime: Arc::new(runtime),
+            stream: futures_util::stream::iter(chunks.into_iter().map(Ok)),
+            chunk: None,
+            pos: 0,
+            received: 0,
+            size,
+            done: false,
+            what: "blob".into(),
+        }
+    }
+
+    #[test]
+    fn blob_reader_sizes() {
+        let mut out = Vec::new();
+        reader(vec![b"ab", b"", b"cde"], 5)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"abcde");
+        let err = reader(vec![b"ab", b"cde"], 4)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("more than the expected 4 bytes"),
+            "{err}"
+        );
+        let err = reader(vec![b"ab"], 4)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("sent 2 of 4 bytes"), "{err}");
+    }
+
+    #[test]
+    fn reference_errors() {
+        let err = RegistrySource::open("UPPER/Case", &SourceOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("docker://UPPER/Case"), "{err}");
+    }
+}
