@@ -688,7 +688,9 @@ impl Read for Verified<'_> {
                 let mut found = String::from("sha256:");
                 push_hex(&mut found, &std::mem::take(&mut self.hasher).finalize());
                 if found != self.expected {
-                    return Err(Self::fail(format!("content hashes to {found}")));
+                    return Err(Self::fail(format!(
+                        "digest mismatch: the content hashes to {found}"
+                    )));
                 }
             }
             return Ok(0);
