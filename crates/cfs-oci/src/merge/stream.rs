@@ -101,7 +101,9 @@ pub fn for_each_stream_entry(
     };
     let mut state = TarState::default();
     let mut no_store = |_: &mut dyn Read, _: u64| -> io::Result<Digest> {
-        Err(io::Error::other("large file content read from a split stream"))
+        Err(io::Error::other(
+            "large file content read from a split stream",
+        ))
     };
     loop {
         let entry = state

@@ -9,7 +9,7 @@ use super::*;
 
 /// A minimal ustar writer.
 #[derive(Default)]
-pub(super) struct Tar(Vec<u8>);
+pub(super) struct Tar(pub(super) Vec<u8>);
 
 impl Tar {
     pub(super) fn header(&mut self, name: &[u8], typeflag: u8, size: u64, mode: u32, link: &[u8]) {
