@@ -118,7 +118,7 @@ pub enum MergeError {
         stream: String,
         /// The error.
         #[source]
-        source: RepoError,
+        source: Box<RepoError>,
     },
     /// A layer split stream is not a valid split stream.
     #[error("layer split stream {stream}: {source}")]

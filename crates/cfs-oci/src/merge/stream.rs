@@ -62,7 +62,7 @@ pub fn for_each_stream_entry(
         .read_object(layer, MAX_STREAM_LEN)
         .map_err(|source| MergeError::Repo {
             stream: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let split_err = |source| MergeError::SplitStream {
         stream: name.clone(),
