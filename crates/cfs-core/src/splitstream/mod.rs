@@ -148,6 +148,7 @@
 mod error;
 pub mod format;
 mod reader;
+mod spill;
 mod writer;
 
 pub use error::SplitStreamError;
@@ -156,7 +157,8 @@ pub use reader::{
     Chunk, Chunks, HeaderLayout, INLINE_PIECE_SIZE, MAX_NAMED_REFS, MAX_NAMED_REFS_SIZE,
     SplitStream,
 };
-pub use writer::SplitStreamWriter;
+pub use spill::SPILL_SIZE;
+pub use writer::{FinishedStream, INLINE_FLUSH_SIZE, MAX_PENDING_INLINE, SplitStreamWriter};
 
 #[cfg(test)]
 mod tests;
