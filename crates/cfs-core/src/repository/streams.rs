@@ -19,7 +19,8 @@ use super::{Repository, paths};
 pub const MAX_STREAM_LEN: u64 = 1 << 30;
 
 impl Repository {
-    /// Finishes `writer`, stores the stream object, makes every object it
+    /// Finishes `writer`, stores the stream object (streamed from the
+    /// writer's buffer or temporary file, never whole in memory), makes every object it
     /// references durable (one `syncfs`), then links `streams/<content_id>`
     /// and, with a name, `streams/refs/<ref_name>`. Returns the stream
     /// object's digest.
@@ -34,11 +35,11 @@ impl Repository {
         if let Some(name) = ref_name {
             paths::check_name("stream ref", name, true)?;
         }
-        let data = writer.finish().map_err(|source| RepoError::Stream {
+        let data = writer.into_reader().map_err(|source| RepoError::Stream {
             path: content_id.into(),
             source,
         })?;
-        let (digest, _) = self.ensure_object_bytes(&data)?;
+        let (digest, _) = self.ensure_object_from_reader(data)?;
         self.register_stream(content_id, &digest, ref_name)?;
         Ok(digest)
     }

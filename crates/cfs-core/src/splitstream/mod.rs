@@ -71,7 +71,10 @@
 //! chunks, each starting with a signed 64-bit count `n`:
 //!
 //! - `n < 0`: an inline chunk; `-n` bytes of data follow. The writer never
-//!   emits an empty one and merges back-to-back inline writes into one chunk.
+//!   emits an empty one and merges back-to-back inline writes into one chunk,
+//!   except that runs of [`INLINE_FLUSH_SIZE`] bytes or more are cut at
+//!   512-byte stream offsets to bound memory (see [`SplitStreamWriter`]).
+//!   Readers treat adjacent inline chunks as one run.
 //! - `n >= 0`: an external chunk, standing for the whole content of the
 //!   object `object_refs[n]`. Nothing follows.
 //!
@@ -140,7 +143,8 @@
 //!
 //! # Contents
 //!
-//! - [`SplitStreamWriter`]: builds a stream.
+//! - [`SplitStreamWriter`]: builds a stream with bounded memory
+//!   ([`FinishedStream`] reads the result back for storing).
 //! - [`SplitStream`]: parses one; [`Chunks`] iterates its chunks.
 //! - [`format`](mod@format): the on-disk structures and [`ContentType`].
 //! - [`SplitStreamError`]: everything that can go wrong.
@@ -148,6 +152,7 @@
 mod error;
 pub mod format;
 mod reader;
+mod spill;
 mod writer;
 
 pub use error::SplitStreamError;
@@ -156,7 +161,8 @@ pub use reader::{
     Chunk, Chunks, HeaderLayout, INLINE_PIECE_SIZE, MAX_NAMED_REFS, MAX_NAMED_REFS_SIZE,
     SplitStream,
 };
-pub use writer::SplitStreamWriter;
+pub use spill::SPILL_SIZE;
+pub use writer::{FinishedStream, INLINE_FLUSH_SIZE, MAX_PENDING_INLINE, SplitStreamWriter};
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use super::format::{HEADER_SIZE, INFO_SIZE, LG_BLOCKSIZE, VERSION};
 use super::*;
 use crate::verity::{Algorithm, Digest, digest_bytes};
 
+mod bounded;
 mod errors;
 mod props;
 

@@ -5,7 +5,9 @@
 //!   (`.wh.NAME`), opaque markers (`.wh..wh..opq`), directory-onto-directory
 //!   merges, replacements and hard links (see `shared/spec/oci.md` §3);
 //! - [`TarEntries`]: reads a tar byte stream into [`LayerEntry`]s;
-//! - [`build_tree`]: all layers → merged tree → [`transform_for_oci`].
+//! - [`build_tree`]: all layers → merged tree → [`transform_for_oci`];
+//! - [`build_tree_from_streams`]: the same from layer split streams in a
+//!   repository, taking large file digests from the streams' object refs.
 
 mod apply;
 mod stream;
@@ -13,14 +15,18 @@ mod tar;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_stream;
 
 use std::io::{self, Read};
 
+use cfs_core::repository::RepoError;
+use cfs_core::splitstream::SplitStreamError;
 use cfs_core::tree::{FileSystem, Mtime, TransformError, XattrFilter, transform_for_oci};
 use cfs_core::verity::Digest;
 
 pub use apply::LayerMerger;
-pub use stream::build_tree_from_streams;
+pub use stream::{build_tree_from_streams, for_each_stream_entry};
 pub use tar::{MAX_EXTENSION_SIZE, TarEntries};
 
 /// Regular files up to this size are stored inline in the image; larger ones
@@ -105,6 +111,36 @@ pub enum MergeError {
     /// The merged tree could not be normalised (e.g. no `/usr`).
     #[error("{0}")]
     Transform(#[from] TransformError),
+    /// A layer split stream could not be read from the repository.
+    #[error("reading layer split stream {stream}: {source}")]
+    Repo {
+        /// The stream object's digest.
+        stream: String,
+        /// The error.
+        #[source]
+        source: Box<RepoError>,
+    },
+    /// A layer split stream is not a valid split stream.
+    #[error("layer split stream {stream}: {source}")]
+    SplitStream {
+        /// The stream object's digest.
+        stream: String,
+        /// The error.
+        #[source]
+        source: SplitStreamError,
+    },
+    /// The chunks of a layer split stream do not fit the tar they hold
+    /// (composefs-rs reader rules: large regular files external, nothing
+    /// else external).
+    #[error("layer split stream {stream}, tar offset {offset}: {message}")]
+    Stream {
+        /// The stream object's digest.
+        stream: String,
+        /// Offset in the reassembled tar.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Why one entry could not be applied (wrapped in [`MergeError::Apply`]).

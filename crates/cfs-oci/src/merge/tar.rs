@@ -23,9 +23,57 @@ type Record = (Vec<u8>, Vec<u8>);
 #[derive(Debug)]
 pub struct TarEntries<R> {
     inner: R,
+    state: TarState,
+}
+
+/// Where [`TarState`] takes its bytes from: a plain tar stream, or a split
+/// stream whose large file contents are already objects.
+pub(super) trait TarInput: Read {
+    /// Says what the next bytes read are (for the input's error messages).
+    fn expect(&mut self, _what: Expect) {}
+
+    /// Called at the start of the content of every regular file of `size`
+    /// bytes: `Some(digest)` if the input holds that content as one external
+    /// object (which is then consumed), `None` if the bytes follow.
+    fn take_external(&mut self, size: u64) -> Result<Option<Digest>, MergeError>;
+}
+
+/// What a [`TarInput`] is about to be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// A header block.
+    Header,
+    /// `size` bytes of entry data read inline (extension data, small
+    /// files, data of non-regular entries).
+    Data(u64),
+    /// Padding after entry data.
+    Padding,
+}
+
+/// A plain reader: every byte is in the stream.
+struct Plain<'a, R>(&'a mut R);
+
+impl<R: Read> Read for Plain<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> TarInput for Plain<'_, R> {
+    fn take_external(&mut self, _size: u64) -> Result<Option<Digest>, MergeError> {
+        Ok(None)
+    }
+}
+
+/// The position in a tar stream, independent of where its bytes come from.
+#[derive(Debug, Default)]
+pub(super) struct TarState {
     offset: u64,
     done: bool,
 }
+
+/// The callback storing a large file's content; see [`TarEntries::next_entry`].
+pub(super) type Store<'a> = dyn FnMut(&mut dyn Read, u64) -> io::Result<Digest> + 'a;
 
 /// Extension records collected for the next entry.
 #[derive(Default)]
@@ -40,8 +88,7 @@ impl<R: Read> TarEntries<R> {
     pub fn new(inner: R) -> Self {
         TarEntries {
             inner,
-            offset: 0,
-            done: false,
+            state: TarState::default(),
         }
     }
 
@@ -52,6 +99,17 @@ impl<R: Read> TarEntries<R> {
     pub fn next_entry(
         &mut self,
         store: &mut dyn FnMut(&mut dyn Read, u64) -> io::Result<Digest>,
+    ) -> Result<Option<LayerEntry>, MergeError> {
+        self.state.next_entry(&mut Plain(&mut self.inner), store)
+    }
+}
+
+impl TarState {
+    /// The next entry read from `input`; see [`TarEntries::next_entry`].
+    pub(super) fn next_entry<I: TarInput>(
+        &mut self,
+        input: &mut I,
+        store: &mut Store<'_>,
     ) -> Result<Option<LayerEntry>, MergeError> {
         if self.done {
             return Ok(None);
@@ -66,7 +124,7 @@ impl<R: Read> TarEntries<R> {
                 message,
             };
             let mut h = [0u8; BLOCK];
-            if !self.read_block(&mut h)? || h.iter().all(|&b| b == 0) {
+            if !self.read_block(input, &mut h)? || h.iter().all(|&b| b == 0) {
                 self.done = true;
                 return Ok(None);
             }
@@ -82,7 +140,7 @@ impl<R: Read> TarEntries<R> {
                         "extension header of {size} bytes exceeds the limit of {MAX_EXTENSION_SIZE}"
                     )));
                 }
-                let data = self.read_data(size)?;
+                let data = self.read_data(input, size)?;
                 match typeflag {
                     b'L' => pending.long_name = Some(strip_one_nul(data)),
                     b'K' => pending.long_link = Some(strip_one_nul(data)),
@@ -162,11 +220,14 @@ impl<R: Read> TarEntries<R> {
             };
             let kind = match typeflag {
                 b'0' | 0 | b'7' => {
-                    let content = if size <= INLINE_MAX {
-                        let data = self.read_data(size)?;
-                        Content::Inline(data)
-                    } else {
-                        Content::External(self.store_data(size, store)?)
+                    let content = match input.take_external(size)? {
+                        Some(digest) => {
+                            self.offset += size;
+                            self.skip_padding(input, size)?;
+                            Content::External(digest)
+                        }
+                        None if size <= INLINE_MAX => Content::Inline(self.read_data(input, size)?),
+                        None => Content::External(self.store_data(input, size, store)?),
                     };
                     EntryKind::Regular { size, content }
                 }
@@ -185,7 +246,7 @@ impl<R: Read> TarEntries<R> {
                 }
             };
             if !matches!(kind, EntryKind::Regular { .. }) {
-                self.skip_data(size)?;
+                self.skip_data(input, size)?;
             }
             return Ok(Some(LayerEntry {
                 path,
@@ -200,10 +261,15 @@ impl<R: Read> TarEntries<R> {
     }
 
     /// Reads one block; `false` at a clean end of stream.
-    fn read_block(&mut self, buf: &mut [u8; BLOCK]) -> Result<bool, MergeError> {
+    fn read_block(
+        &mut self,
+        input: &mut impl TarInput,
+        buf: &mut [u8; BLOCK],
+    ) -> Result<bool, MergeError> {
+        input.expect(Expect::Header);
         let mut got = 0;
         while got < BLOCK {
-            match self.inner.read(&mut buf[got..]) {
+            match input.read(&mut buf[got..]) {
                 Ok(0) if got == 0 => return Ok(false),
                 Ok(0) => {
                     return Err(MergeError::Tar {
@@ -222,20 +288,23 @@ impl<R: Read> TarEntries<R> {
 
     /// Reads `size` bytes of data and skips the padding (`size` is bounded
     /// by the caller).
-    fn read_data(&mut self, size: u64) -> Result<Vec<u8>, MergeError> {
+    fn read_data(&mut self, input: &mut impl TarInput, size: u64) -> Result<Vec<u8>, MergeError> {
+        input.expect(Expect::Data(size));
         let mut data = vec![0; size as usize];
-        self.inner.read_exact(&mut data)?;
+        input.read_exact(&mut data)?;
         self.offset += size;
-        self.skip_padding(size)?;
+        self.skip_padding(input, size)?;
         Ok(data)
     }
 
     fn store_data(
         &mut self,
+        input: &mut impl TarInput,
         size: u64,
-        store: &mut dyn FnMut(&mut dyn Read, u64) -> io::Result<Digest>,
+        store: &mut Store<'_>,
     ) -> Result<Digest, MergeError> {
-        let mut take = (&mut self.inner).take(size);
+        input.expect(Expect::Data(size));
+        let mut take = (&mut *input).take(size);
         let digest = store(&mut take, size)?;
         // Drain whatever the callback did not read.
         io::copy(&mut take, &mut io::sink())?;
@@ -243,23 +312,28 @@ impl<R: Read> TarEntries<R> {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         }
         self.offset += size;
-        self.skip_padding(size)?;
+        self.skip_padding(input, size)?;
         Ok(digest)
     }
 
-    fn skip_data(&mut self, size: u64) -> Result<(), MergeError> {
-        let copied = io::copy(&mut (&mut self.inner).take(size), &mut io::sink())?;
+    fn skip_data(&mut self, input: &mut impl TarInput, size: u64) -> Result<(), MergeError> {
+        input.expect(Expect::Data(size));
+        let copied = io::copy(&mut (&mut *input).take(size), &mut io::sink())?;
         if copied != size {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
         }
         self.offset += size;
-        self.skip_padding(size)
+        self.skip_padding(input, size)
     }
 
-    fn skip_padding(&mut self, size: u64) -> Result<(), MergeError> {
+    fn skip_padding(&mut self, input: &mut impl TarInput, size: u64) -> Result<(), MergeError> {
         let pad = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+        if pad == 0 {
+            return Ok(());
+        }
+        input.expect(Expect::Padding);
         let mut buf = [0u8; BLOCK];
-        self.inner.read_exact(&mut buf[..pad as usize])?;
+        input.read_exact(&mut buf[..pad as usize])?;
         self.offset += pad;
         Ok(())
     }

@@ -9,10 +9,10 @@ use super::*;
 
 /// A minimal ustar writer.
 #[derive(Default)]
-struct Tar(Vec<u8>);
+pub(super) struct Tar(pub(super) Vec<u8>);
 
 impl Tar {
-    fn header(&mut self, name: &[u8], typeflag: u8, size: u64, mode: u32, link: &[u8]) {
+    pub(super) fn header(&mut self, name: &[u8], typeflag: u8, size: u64, mode: u32, link: &[u8]) {
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name);
         let octal = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
@@ -35,29 +35,29 @@ impl Tar {
         self.0.extend_from_slice(&h);
     }
 
-    fn data(&mut self, data: &[u8]) {
+    pub(super) fn data(&mut self, data: &[u8]) {
         self.0.extend_from_slice(data);
         let pad = (512 - data.len() % 512) % 512;
         self.0.extend(std::iter::repeat_n(0, pad));
     }
 
-    fn file(mut self, name: &str, data: &[u8]) -> Self {
+    pub(super) fn file(mut self, name: &str, data: &[u8]) -> Self {
         self.header(name.as_bytes(), b'0', data.len() as u64, 0o644, b"");
         self.data(data);
         self
     }
 
-    fn dir(mut self, name: &str, mode: u32) -> Self {
+    pub(super) fn dir(mut self, name: &str, mode: u32) -> Self {
         self.header(name.as_bytes(), b'5', 0, mode, b"");
         self
     }
 
-    fn entry(mut self, name: &str, typeflag: u8, link: &str) -> Self {
+    pub(super) fn entry(mut self, name: &str, typeflag: u8, link: &str) -> Self {
         self.header(name.as_bytes(), typeflag, 0, 0o644, link.as_bytes());
         self
     }
 
-    fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
+    pub(super) fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
         let mut data = Vec::new();
         for (k, v) in records {
             let body = [k.as_bytes(), b"=", v, b"\n"].concat();
@@ -73,13 +73,13 @@ impl Tar {
         self
     }
 
-    fn end(mut self) -> Vec<u8> {
+    pub(super) fn end(mut self) -> Vec<u8> {
         self.0.extend_from_slice(&[0; 1024]);
         self.0
     }
 }
 
-fn store(r: &mut dyn Read, _size: u64) -> std::io::Result<cfs_core::verity::Digest> {
+pub(super) fn store(r: &mut dyn Read, _size: u64) -> std::io::Result<cfs_core::verity::Digest> {
     digest_reader(Algorithm::Sha256, r)
 }
 
