@@ -245,18 +245,28 @@ impl ObjectDir {
         finish: &(dyn Fn(&File, &Digest) -> io::Result<()> + Sync),
     ) -> io::Result<(Digest, Stored)> {
         let mut hasher = FsVerityHasher::new(alg);
-        let mut buf = vec![0u8; COPY_BUFFER];
+        // One copy buffer per thread, reused: allocating (and zeroing) 1 MiB
+        // per object costs more than hashing a small object.
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let mut fill = |out: &mut File, hasher: &mut FsVerityHasher| -> io::Result<()> {
-            loop {
-                let n = match src.read(&mut buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-            }
+            BUFFER.with(|cell| {
+                let mut taken = cell.take();
+                taken.resize(COPY_BUFFER, 0);
+                let result = (|| loop {
+                    let n = match src.read(&mut taken) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    hasher.update(&taken[..n]);
+                    out.write_all(&taken[..n])?;
+                })();
+                cell.replace(taken);
+                result
+            })
         };
         match rustix::fs::openat(
             &self.dir,

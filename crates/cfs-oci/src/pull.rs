@@ -46,6 +46,8 @@ use crate::store::{
 const PIPE_CHUNK: usize = 256 << 10;
 /// Pieces in flight per layer.
 const PIPE_DEPTH: usize = 4;
+/// Default bound on layers imported at once.
+const MAX_DEFAULT_JOBS: usize = 8;
 
 /// Receives progress events; called from worker threads.
 pub trait PullProgress: Send + Sync {
@@ -391,8 +393,12 @@ fn import_layers(
         });
     }
     jobs.sort_by_key(|j| std::cmp::Reverse(j.desc.size()));
+    // By default every layer runs at once (each is a two-stage pipeline, so
+    // a lone layer still keeps two cores busy), up to twice the CPU count
+    // and at most MAX_DEFAULT_JOBS (memory is a few MiB per layer).
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let threads = match opts.jobs {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        0 => (2 * cpus).min(MAX_DEFAULT_JOBS),
         n => n,
     }
     .min(jobs.len())
@@ -480,12 +486,15 @@ fn import_one(
     }
     let raw = source.open_blob(&digest, size)?;
     let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(PIPE_DEPTH);
+    // Emptied buffers go back to the producer (no allocation or zeroing per piece).
+    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(PIPE_DEPTH + 2);
     let blob_error: Mutex<Option<String>> = Mutex::new(None);
     let fetched = std::thread::scope(|s| {
-        let producer = s.spawn(|| {
-            let verified = Verified::new(raw, &digest, size, progress, job.index);
+        let (digest, blob_error) = (&digest, &blob_error);
+        let producer = s.spawn(move || {
+            let verified = Verified::new(raw, digest, size, progress, job.index);
             let counter = verified.counter();
-            if let Err(e) = produce(verified, compression, &tx, cancel) {
+            if let Err(e) = produce(verified, compression, &tx, &recycle_rx, cancel) {
                 *blob_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                 let _ = tx.send(Err(e));
             }
@@ -494,6 +503,7 @@ fn import_one(
         });
         let reader = ChannelReader {
             rx,
+            recycle: recycle_tx,
             buf: Vec::new(),
             pos: 0,
         };
@@ -529,6 +539,7 @@ fn produce(
     mut verified: Verified<'_>,
     compression: Compression,
     tx: &SyncSender<io::Result<Vec<u8>>>,
+    recycled: &Receiver<Vec<u8>>,
     cancel: &AtomicBool,
 ) -> io::Result<()> {
     {
@@ -547,7 +558,8 @@ fn produce(
             if cancel.load(Ordering::Relaxed) {
                 return Err(io::Error::other(CANCELLED));
             }
-            let mut buf = vec![0u8; PIPE_CHUNK];
+            let mut buf = recycled.try_recv().unwrap_or_default();
+            buf.resize(PIPE_CHUNK, 0);
             let mut filled = 0;
             while filled < buf.len() {
                 match decoder.read(&mut buf[filled..]) {
@@ -714,6 +726,7 @@ impl Read for Verified<'_> {
 /// The splitter's end of the per-layer pipe.
 struct ChannelReader {
     rx: Receiver<io::Result<Vec<u8>>>,
+    recycle: SyncSender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -723,7 +736,10 @@ impl Read for ChannelReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(Ok(piece)) => {
-                    self.buf = piece;
+                    let done = std::mem::replace(&mut self.buf, piece);
+                    if done.capacity() > 0 {
+                        let _ = self.recycle.try_send(done);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),

@@ -59,6 +59,9 @@ pub const MAX_METADATA: u64 = 1 << 20;
 /// Most extension headers before one entry.
 pub const MAX_PENDING_EXTENSIONS: usize = 16;
 
+/// Content up to this size is hashed in memory before anything is written.
+const SMALL_OBJECT: u64 = 1 << 20;
+
 /// Options of [`import_layer`].
 #[derive(Debug, Clone, Default)]
 pub struct LayerOptions {
@@ -279,10 +282,23 @@ pub fn import_layer(
     };
     let mut writer = SplitStreamWriter::new(repo.algorithm(), ContentType::OCI_LAYER);
     let (mut written, mut existing, mut bytes_written) = (0u64, 0u64, 0u64);
+    // Files up to SMALL_OBJECT bytes are hashed in memory first and written
+    // only if missing: a duplicate then costs no temporary file (creating and
+    // discarding one per duplicate is slow, e.g. on ext4 without a journal,
+    // whose inode allocator skips recently freed inodes one by one).
+    let mut small = Vec::new();
     let mut store = |r: &mut dyn Read, size: u64| {
-        let (digest, stored) = repo
-            .ensure_object_from_reader(r)
-            .map_err(io::Error::other)?;
+        let (digest, stored) = if size <= SMALL_OBJECT {
+            small.clear();
+            r.take(size).read_to_end(&mut small)?;
+            if small.len() as u64 != size {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            repo.ensure_object_bytes(&small)
+        } else {
+            repo.ensure_object_from_reader(r)
+        }
+        .map_err(io::Error::other)?;
         match stored {
             Stored::Written => {
                 written += 1;
