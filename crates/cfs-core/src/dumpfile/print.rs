@@ -211,6 +211,27 @@ pub fn write_dumpfile<W: Write>(fs: &FileSystem, out: W) -> io::Result<()> {
     out.flush()
 }
 
+/// Writes `fs` as composefs-rs's `cfsctl` prints dumpfiles: like
+/// [`write_dumpfile`], except that a later name of a hard-linked inode is a
+/// bare link line, `PATH 0 @120000 - - - - 0.0 FIRST-NAME - -` (the
+/// dumpfile format accepts both).
+pub fn write_dumpfile_rs_links<W: Write>(fs: &FileSystem, out: W) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    let mut num = Vec::with_capacity(128);
+    let root = fs.get(fs.root()).ok_or_else(|| dangling(fs.root()))?;
+    write_dump_line(&mut out, &mut num, b"/", root, None)?;
+    walk(fs, |v| match v.link_to {
+        Some(target) => {
+            write_escaped(&mut out, v.path, Style::Standard)?;
+            out.write_all(b" 0 @120000 - - - - 0.0 ")?;
+            write_optional(&mut out, Some(target))?;
+            out.write_all(b" - -\n")
+        }
+        None => write_dump_line(&mut out, &mut num, v.path, v.inode, None),
+    })?;
+    out.flush()
+}
+
 /// Writes `fs` in the `composefs-info ls` format: every name below the root,
 /// with `/` + TAB after directories, TAB `-> target` after symlinks and TAB
 /// `@ payload` after backed regular files; later hard-link names bare.

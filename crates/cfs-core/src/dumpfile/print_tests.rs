@@ -165,3 +165,22 @@ fn deep_trees_do_not_recurse() {
     });
     assert_eq!(object_paths(&fs), [&b"ab/cd"[..]]);
 }
+
+#[test]
+fn rs_style_prints_later_hard_link_names_as_bare_links() {
+    let text = format!(
+        "{ROOT}/a 5 100644 2 1 2 0 7.5 - hello -\n/b 5 @100644 2 1 2 0 7.5 /a hello -\n/c\\x20d 0 @120000 - - - - 0.0 /a - -\n"
+    );
+    let fs = parse(&text);
+    let mut out = Vec::new();
+    write_dumpfile_rs_links(&fs, &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "/ 4096 40755 2 0 0 0 0.0 - - -\n/a 5 100644 2 1 2 0 7.5 - hello -\n/b 0 @120000 - - - - 0.0 /a - -\n/c\\x20d 0 @120000 - - - - 0.0 /a - -\n"
+        )
+    );
+    // Both styles describe the same tree.
+    assert_eq!(dump(&parse(&out)), dump(&fs));
+}

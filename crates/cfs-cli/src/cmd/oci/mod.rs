@@ -10,7 +10,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
 
-use cfs_core::dumpfile::write_dumpfile;
+use cfs_core::dumpfile::write_dumpfile_rs_links;
 use cfs_core::mount::{MountOptions, VerityMode, mount_image};
 use cfs_core::repository::{OpenOptions, Repository, image_bytes};
 use cfs_core::verity::digest_bytes;
@@ -64,11 +64,13 @@ fn open_image(repo: &Repository, name: &str) -> Result<OciImage> {
 fn dump(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
     let repo = open_repo(global)?;
     let image = open_image(&repo, &args.image)?;
-    let fs = image
+    let mut fs = image
         .build_tree(&repo, args.xattrs)
         .with_context(|| format!("Building the tree of '{}'", args.image))?;
+    // Directory link counts and sizes as composefs-rs prints them.
+    super::repo::create::directory_counts_as_reference(&mut fs);
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    write_dumpfile(&fs, &mut out)
+    write_dumpfile_rs_links(&fs, &mut out)
         .and_then(|()| out.flush())
         .context("writing to standard output")
 }

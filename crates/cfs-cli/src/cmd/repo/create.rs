@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result, anyhow};
 use indicatif::{HumanBytes, ProgressBar};
 
-use cfs_core::dumpfile::write_dumpfile;
+use cfs_core::dumpfile::write_dumpfile_rs_links;
 use cfs_core::repository::{DirImageOptions, RepoError, image_bytes, read_directory_tree};
 use cfs_core::tree::{FileSystem, InodeId, Progress, TransformError};
 use cfs_core::verity::digest_bytes;
@@ -100,7 +100,7 @@ pub(crate) fn create_dumpfile(global: &GlobalOpts, args: &TreeArgs) -> Result<()
     let mut fs = read_tree(global, &args.tree, &args.path, algorithm)?;
     directory_counts_as_reference(&mut fs);
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    write_dumpfile(&fs, &mut out)
+    write_dumpfile_rs_links(&fs, &mut out)
         .and_then(|()| out.flush())
         .context("writing to standard output")
 }
@@ -125,7 +125,7 @@ fn read_tree(
 
 /// Directory lines as composefs-rs prints them: size 0 (the on-disk size
 /// means nothing in an image) and nlink 2 + subdirectories.
-fn directory_counts_as_reference(fs: &mut FileSystem) {
+pub(crate) fn directory_counts_as_reference(fs: &mut FileSystem) {
     for index in 0..fs.len() {
         let Ok(raw) = u32::try_from(index) else { break };
         let id = InodeId(raw);

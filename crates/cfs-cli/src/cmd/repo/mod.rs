@@ -1,7 +1,7 @@
 //! `cfsctl` repository commands: where the repository is, how it is opened,
 //! and the dispatch to one module per command group.
 
-mod create;
+pub(crate) mod create;
 mod fsck;
 mod gc;
 mod images;
