@@ -121,7 +121,7 @@ impl PullProgress for Bars {
             if skipped {
                 bar.finish_with_message(format!("{} skipped", bar.message()));
             } else {
-                bar.finish();
+                bar.finish_and_clear();
             }
         }
     }
