@@ -152,8 +152,8 @@ pub(crate) enum Command {
 pub(crate) enum OciCommand {
     /// Pull an image into the repository and build its composefs image.
     ///
-    /// SOURCE is oci:DIR[:TAG], oci-archive:FILE[:TAG],
-    /// docker-archive:FILE[:REPO:TAG] or docker://HOST/REPO[:TAG|@DIGEST].
+    /// SOURCE is `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE[:REPO:TAG]` or `docker://HOST/REPO[:TAG|@DIGEST]`.
     Pull(OciPullArgs),
     /// List the tagged images.
     Images {
@@ -163,7 +163,7 @@ pub(crate) enum OciCommand {
     },
     /// Show an image's manifest, config and composefs images (JSON).
     Inspect {
-        /// A tag, or @sha256:<manifest digest>.
+        /// A tag, or @sha256:MANIFEST-DIGEST.
         image: String,
         /// Print only the raw manifest.
         #[arg(long, conflicts_with = "config")]
@@ -174,7 +174,7 @@ pub(crate) enum OciCommand {
     },
     /// Tag a stored manifest.
     Tag {
-        /// sha256:<manifest digest>.
+        /// sha256:MANIFEST-DIGEST.
         manifest_digest: String,
         /// The new tag.
         name: String,
@@ -190,14 +190,14 @@ pub(crate) enum OciCommand {
     ComputeId(OciTreeArgs),
     /// Write a layer's original tar to stdout.
     Layer {
-        /// The layer's diff_id (sha256:<hex>).
+        /// The layer's diff_id (sha256:HEX).
         diff_id: String,
     },
     /// Mount an image's composefs image.
     Mount(OciMountArgs),
     /// Check the repository and every tagged image.
     Fsck {
-        /// Check only this image (a tag or @sha256:<manifest digest>).
+        /// Check only this image (a tag or @sha256:MANIFEST-DIGEST).
         image: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
@@ -215,9 +215,9 @@ pub(crate) struct OciPullArgs {
     /// Platform to choose from an image index (os/arch[/variant]; default: this machine's).
     #[arg(long, value_name = "PLATFORM")]
     pub(crate) platform: Option<String>,
-    /// Registry (host[:port]) to reach over plain HTTP; may be repeated.
+    /// Registry (`host[:port]`) to reach over plain HTTP; may be repeated.
     ///
-    /// localhost, 127.0.0.1 and [::1] always use plain HTTP.
+    /// localhost, 127.0.0.1 and `[::1]` always use plain HTTP.
     #[arg(long, value_name = "HOST")]
     pub(crate) insecure_registry: Vec<String>,
     /// Credentials file (containers-auth.json format) instead of the usual locations.
@@ -231,7 +231,7 @@ pub(crate) struct OciPullArgs {
 /// `oci dump` / `oci compute-id` arguments.
 #[derive(Debug, Args)]
 pub(crate) struct OciTreeArgs {
-    /// A tag, or @sha256:<manifest digest>.
+    /// A tag, or @sha256:MANIFEST-DIGEST.
     pub(crate) image: String,
     /// Which extended attributes to keep: allowlist-only or keep-user-xattrs.
     #[arg(long, value_name = "MODE", default_value = "allowlist-only", value_parser = parse_xattr_filter)]
@@ -241,7 +241,7 @@ pub(crate) struct OciTreeArgs {
 /// `oci mount` arguments.
 #[derive(Debug, Args)]
 pub(crate) struct OciMountArgs {
-    /// A tag, or @sha256:<manifest digest>.
+    /// A tag, or @sha256:MANIFEST-DIGEST.
     pub(crate) image: String,
     /// Where to mount it.
     pub(crate) mountpoint: PathBuf,
