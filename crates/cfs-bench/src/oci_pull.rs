@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest as _, Sha256};
 
-use crate::process::{Run, check_cfsctl, default_cfsctl, measure, verdict_max};
+use crate::process::{
+    Run, check_cfsctl, default_cfsctl, measure, run_ok, scratch_dir, verdict_max,
+};
 use crate::report::{line, verdict};
 
 pub(crate) const USAGE: &str = "\
@@ -85,17 +87,6 @@ fn parse(args: &[String]) -> Result<Options> {
     );
     check_cfsctl(&o.cfsctl)?;
     Ok(o)
-}
-
-fn run_ok(cmd: &mut Command) -> Result<Vec<u8>> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
 }
 
 /// `du -sb` of a path.
@@ -363,15 +354,7 @@ fn new_repo(cfsctl: &Path, path: &Path) -> Result<()> {
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    let base = match &o.scratch {
-        Some(dir) => tempfile::tempdir_in(dir)?,
-        None => {
-            let dir = std::env::var_os("TMPDIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-            tempfile::tempdir_in(dir)?
-        }
-    };
+    let base = scratch_dir(o.scratch.as_deref())?;
     let scratch = base.path();
     let started = Instant::now();
     let cores = cfs_core::verity::default_threads();

@@ -4,6 +4,30 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Runs `cmd` to completion; fails with its stderr unless it succeeds.
+pub(crate) fn run_ok(cmd: &mut Command) -> Result<Vec<u8>> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// A fresh scratch directory in `dir`, or under `$TMPDIR` (else `/var/tmp`).
+pub(crate) fn scratch_dir(dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    let parent = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::var_os("TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/tmp")),
+    };
+    tempfile::tempdir_in(&parent)
+        .with_context(|| format!("creating a directory in {}", parent.display()))
+}
+
 use anyhow::{Context, Result, bail, ensure};
 
 /// One measured process run.

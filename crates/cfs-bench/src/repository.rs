@@ -26,7 +26,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::process::{Run, best_of, check_cfsctl, default_cfsctl, measure, verdict_max};
+use crate::process::{
+    Run, best_of, check_cfsctl, default_cfsctl, measure, run_ok, scratch_dir, verdict_max,
+};
 use crate::report::{line, load_average};
 
 pub(crate) const USAGE: &str = "\
@@ -76,17 +78,6 @@ fn parse(args: &[String]) -> Result<Options> {
     ensure!(o.runs > 0, "--runs must be at least 1");
     check_cfsctl(&o.cfsctl)?;
     Ok(o)
-}
-
-fn run_ok(cmd: &mut Command) -> Result<Vec<u8>> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
 }
 
 fn sync() -> Result<()> {
@@ -142,15 +133,7 @@ fn describe(run: &Run, cores: usize) -> String {
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    let base = match &o.scratch {
-        Some(dir) => tempfile::tempdir_in(dir)?,
-        None => {
-            let dir = std::env::var_os("TMPDIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-            tempfile::tempdir_in(dir)?
-        }
-    };
+    let base = scratch_dir(o.scratch.as_deref())?;
     let scratch = base.path();
     let fstype = fs_type(scratch);
     ensure!(

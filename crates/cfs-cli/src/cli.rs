@@ -245,6 +245,13 @@ pub(crate) struct OciMountArgs {
     pub(crate) image: String,
     /// Where to mount it.
     pub(crate) mountpoint: PathBuf,
+    #[command(flatten)]
+    pub(crate) overlay: OverlayArgs,
+}
+
+/// The writable-overlay options of `mount` and `oci mount`.
+#[derive(Debug, Args)]
+pub(crate) struct OverlayArgs {
     /// Writable upper directory (needs --workdir).
     #[arg(long, value_name = "DIR", requires = "workdir")]
     pub(crate) upperdir: Option<PathBuf>,
@@ -263,15 +270,8 @@ pub(crate) struct MountArgs {
     pub(crate) name: String,
     /// Where to mount it.
     pub(crate) mountpoint: PathBuf,
-    /// Writable upper directory (needs --workdir).
-    #[arg(long, value_name = "DIR", requires = "workdir")]
-    pub(crate) upperdir: Option<PathBuf>,
-    /// overlayfs work directory, on the upper directory's filesystem.
-    #[arg(long, value_name = "DIR", requires = "upperdir")]
-    pub(crate) workdir: Option<PathBuf>,
-    /// Mount read-write (default read-only; writes need --upperdir).
-    #[arg(long)]
-    pub(crate) read_write: bool,
+    #[command(flatten)]
+    pub(crate) overlay: OverlayArgs,
 }
 
 /// `umount` arguments.

@@ -11,12 +11,12 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use anyhow::{Context, Result, bail};
 
 use cfs_core::dumpfile::write_dumpfile_rs_links;
-use cfs_core::mount::{MountOptions, VerityMode, mount_image};
-use cfs_core::repository::{OpenOptions, Repository, image_bytes};
+use cfs_core::repository::{Repository, image_bytes};
 use cfs_core::verity::digest_bytes;
 use cfs_oci::store::{self, OciImage};
 
-use super::repo::{check_hash, open_repo, print, repo_path};
+use super::repo::mount::{mount_repo_image, open_for_mount};
+use super::repo::{open_repo, print};
 use crate::cli::{GlobalOpts, OciCommand, OciMountArgs, OciTreeArgs};
 
 /// Runs one `oci` subcommand.
@@ -111,44 +111,23 @@ fn layer(global: &GlobalOpts, diff_id: &str) -> Result<()> {
     out.flush().context("writing to standard output")
 }
 
-/// `oci mount IMAGE MOUNTPOINT`.
+/// `oci mount IMAGE MOUNTPOINT`: the composefs image linked from the config.
 fn mount(global: &GlobalOpts, args: &OciMountArgs) -> Result<()> {
-    let path = repo_path(global)?;
-    let opts = OpenOptions {
-        require_verity: global.require_verity,
-        no_upgrade: global.no_upgrade,
-        read_only: true,
-    };
-    let repo = Repository::open(&path, &opts)?;
-    check_hash(global, &repo)?;
+    let repo = open_for_mount(global)?;
     let image = open_image(&repo, &args.image)?;
     let version = repo.erofs_versions().first().copied().unwrap_or(1);
-    let Some(digest) = image.linked_image(version).cloned() else {
+    let Some(digest) = image.linked_image(version).copied() else {
         bail!("No composefs EROFS image linked — try re-pulling the image");
     };
     let (file, digest) = repo
         .open_image(&digest.to_hex())
         .with_context(|| format!("Opening the composefs image of '{}'", args.image))?;
-    let secure = repo.is_secure();
-    let options = MountOptions {
-        basedirs: vec![repo.objects().path().to_path_buf()],
-        upperdir: args.upperdir.clone(),
-        workdir: args.workdir.clone(),
-        read_only: !args.read_write,
-        verity: if secure {
-            VerityMode::Require
-        } else {
-            VerityMode::Off
-        },
-        source: format!("composefs:{}", digest.to_hex()),
-        expected_digest: secure.then_some(digest),
-        ..MountOptions::default()
-    };
-    mount_image(&file, &args.mountpoint, &options).with_context(|| {
-        format!(
-            "Mounting image '{}' on {}",
-            args.image,
-            args.mountpoint.display()
-        )
-    })
+    mount_repo_image(
+        &repo,
+        &file,
+        &digest,
+        &args.mountpoint,
+        &args.overlay,
+        &args.image,
+    )
 }

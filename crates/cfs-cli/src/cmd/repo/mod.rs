@@ -6,7 +6,7 @@ mod fsck;
 mod gc;
 mod images;
 mod init;
-mod mount;
+pub(crate) mod mount;
 pub(crate) mod table;
 
 use std::io::{self, Write};

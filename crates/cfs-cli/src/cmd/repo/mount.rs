@@ -14,10 +14,60 @@ use cfs_core::mount::{MountOptions, VerityMode, mount_image};
 use cfs_core::repository::{OpenOptions, Repository};
 
 use super::{check_hash, repo_path};
-use crate::cli::{GlobalOpts, MountArgs, UmountArgs};
+use std::path::Path;
+
+use cfs_core::verity::Digest;
+
+use crate::cli::{GlobalOpts, MountArgs, OverlayArgs, UmountArgs};
 
 /// `mount NAME|DIGEST MOUNTPOINT [--upperdir D --workdir D] [--read-write]`.
 pub(crate) fn mount(global: &GlobalOpts, args: &MountArgs) -> Result<()> {
+    let repo = open_for_mount(global)?;
+    let (image, digest) = repo
+        .open_image(&args.name)
+        .with_context(|| format!("Opening image '{}'", args.name))?;
+    mount_repo_image(
+        &repo,
+        &image,
+        &digest,
+        &args.mountpoint,
+        &args.overlay,
+        &args.name,
+    )
+}
+
+/// Mounts the repository image `image` (whose digest is `digest`) with the
+/// repository's objects as the data layer; verity follows the repository
+/// mode. `what` names the image in messages.
+pub(crate) fn mount_repo_image(
+    repo: &Repository,
+    image: &std::fs::File,
+    digest: &Digest,
+    mountpoint: &Path,
+    overlay: &OverlayArgs,
+    what: &str,
+) -> Result<()> {
+    let secure = repo.is_secure();
+    let options = MountOptions {
+        basedirs: vec![repo.objects().path().to_path_buf()],
+        upperdir: overlay.upperdir.clone(),
+        workdir: overlay.workdir.clone(),
+        read_only: !overlay.read_write,
+        verity: if secure {
+            VerityMode::Require
+        } else {
+            VerityMode::Off
+        },
+        source: format!("composefs:{}", digest.to_hex()),
+        expected_digest: secure.then_some(*digest),
+        ..MountOptions::default()
+    };
+    mount_image(image, mountpoint, &options)
+        .with_context(|| format!("Mounting image '{what}' on {}", mountpoint.display()))
+}
+
+/// Opens the repository read-only for mounting, with the global options.
+pub(crate) fn open_for_mount(global: &GlobalOpts) -> Result<Repository> {
     let path = repo_path(global)?;
     let opts = OpenOptions {
         require_verity: global.require_verity,
@@ -26,31 +76,7 @@ pub(crate) fn mount(global: &GlobalOpts, args: &MountArgs) -> Result<()> {
     };
     let repo = Repository::open(&path, &opts)?;
     check_hash(global, &repo)?;
-    let (image, digest) = repo
-        .open_image(&args.name)
-        .with_context(|| format!("Opening image '{}'", args.name))?;
-    let secure = repo.is_secure();
-    let options = MountOptions {
-        basedirs: vec![repo.objects().path().to_path_buf()],
-        upperdir: args.upperdir.clone(),
-        workdir: args.workdir.clone(),
-        read_only: !args.read_write,
-        verity: if secure {
-            VerityMode::Require
-        } else {
-            VerityMode::Off
-        },
-        source: format!("composefs:{}", digest.to_hex()),
-        expected_digest: secure.then_some(digest),
-        ..MountOptions::default()
-    };
-    mount_image(&image, &args.mountpoint, &options).with_context(|| {
-        format!(
-            "Mounting image '{}' on {}",
-            args.name,
-            args.mountpoint.display()
-        )
-    })
+    Ok(repo)
 }
 
 /// `umount MOUNTPOINT`.
