@@ -29,11 +29,9 @@ pub(super) fn produce(
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
                 io::BufReader::with_capacity(128 << 10, &mut verified),
             )),
-            Compression::Zstd => {
-                let mut d = zstd::stream::read::Decoder::new(&mut verified)?;
-                d.window_log_max(31)?;
-                Box::new(d)
-            }
+            // zstd's default window limit (2^27 = 128 MiB) bounds the
+            // decoder's memory; frames that need more are refused.
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&mut verified)?),
         };
         loop {
             if cancel.load(Ordering::Relaxed) {
