@@ -174,14 +174,26 @@ impl Registry {
 
     /// Whether `GET /v2/` gets an HTTP answer.
     fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let request = "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        self.try_get("/v2/")
+            .is_some_and(|reply| reply.starts_with("HTTP/1.1 "))
+    }
+
+    /// The whole HTTP answer to `GET path`, if the registry answers.
+    fn try_get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         let mut reply = String::new();
-        s.write_all(request.as_bytes()).is_ok()
-            && s.read_to_string(&mut reply).is_ok()
-            && reply.starts_with("HTTP/1.1 ")
+        s.write_all(request.as_bytes()).ok()?;
+        s.read_to_string(&mut reply).ok()?;
+        Some(reply)
+    }
+
+    /// The whole HTTP answer to `GET path`.
+    #[allow(dead_code)] // not every test binary asks
+    pub(crate) fn get(&self, path: &str) -> String {
+        self.try_get(path)
+            .unwrap_or_else(|| panic!("GET {path} from the registry failed"))
     }
 
     pub(crate) fn push(&self, layout: &Path, tag: &str, extra: &[&str]) {
