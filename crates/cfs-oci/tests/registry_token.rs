@@ -227,6 +227,24 @@ fn url_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The access granted for `repository:NAME:ACTIONS` scopes: all the
+/// actions asked for, or only `pull` for an anonymous request.
+fn grant(scopes: &[String], anonymous: bool) -> Vec<(String, Vec<String>)> {
+    scopes
+        .iter()
+        .filter_map(|scope| {
+            let (what, actions) = scope.rsplit_once(':')?;
+            let name = what.strip_prefix("repository:")?;
+            let actions = actions
+                .split(',')
+                .filter(|a| !anonymous || *a == "pull")
+                .map(str::to_owned)
+                .collect();
+            Some((name.to_owned(), actions))
+        })
+        .collect()
+}
+
 /// Reads one request from `conn` and answers it; `None` for a request
 /// that is not a token request (the wake-up connection of drop).
 fn answer(conn: TcpStream, signer: &Signer, policy: Policy, id: u64) -> Option<Seen> {
@@ -266,32 +284,20 @@ fn answer(conn: TcpStream, signer: &Signer, policy: Policy, id: u64) -> Option<S
         Some(a) if *a == expected => Some(USER),
         _ => None,
     };
-    let granted = service.as_deref() == Some(SERVICE) && user.is_some();
-    let (status, body) = if let (true, Some(user)) = (granted, user) {
-        let access: Vec<(String, Vec<String>)> = scopes
-            .iter()
-            .filter_map(|scope| {
-                let (what, actions) = scope.rsplit_once(':')?;
-                let name = what.strip_prefix("repository:")?;
-                let actions = actions
-                    .split(',')
-                    .filter(|a| !user.is_empty() || *a == "pull")
-                    .map(str::to_owned)
-                    .collect();
-                Some((name.to_owned(), actions))
-            })
-            .collect();
-        let token = signer.token(user, &access, id);
-        (
-            "200 OK",
-            json!({"token": token, "access_token": token, "expires_in": 300}).to_string(),
-        )
-    } else {
-        (
+    let user = user.filter(|_| service.as_deref() == Some(SERVICE));
+    let (status, body) = match user {
+        Some(user) => {
+            let token = signer.token(user, &grant(&scopes, user.is_empty()), id);
+            (
+                "200 OK",
+                json!({"token": token, "access_token": token, "expires_in": 300}).to_string(),
+            )
+        }
+        None => (
             "401 Unauthorized",
             r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
                 .to_owned(),
-        )
+        ),
     };
     let mut conn = conn;
     let _ = write!(
@@ -303,7 +309,7 @@ fn answer(conn: TcpStream, signer: &Signer, policy: Policy, id: u64) -> Option<S
     Some(Seen {
         authorization,
         scopes,
-        granted,
+        granted: user.is_some(),
     })
 }
 
