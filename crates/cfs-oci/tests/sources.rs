@@ -6,82 +6,19 @@
 //! A missing tool skips the test with a note, unless
 //! `CFS_TEST_PRIVILEGED=require` is set, which turns it into a failure.
 
+mod common;
+
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use base64::Engine as _;
-use cfs_oci::source::{ImageSource, Platform, SourceOptions, open_source};
+use cfs_oci::source::{Platform, SourceOptions, open_source};
+use common::{OCI_MANIFEST, Registry, check_image, have, make_layout, run, sha256};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-
-/// Whether every tool is installed; skips (or fails when required) if not.
-#[allow(clippy::print_stderr)] // the skip note is for whoever runs the tests
-fn have(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CFS_TEST_PRIVILEGED").as_deref() == Ok("require") {
-        panic!("required tools missing: {}", missing.join(", "));
-    }
-    eprintln!("skipping: tools missing: {}", missing.join(", "));
-    false
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    let mut s = String::from("sha256:");
-    for b in Sha256::digest(bytes) {
-        s += &format!("{b:02x}");
-    }
-    s
-}
-
-/// An OCI layout `L` with tag `v1`: one layer holding a few files.
-fn make_layout(dir: &Path) -> PathBuf {
-    let layout = dir.join("layout");
-    let content = dir.join("content");
-    fs::create_dir_all(content.join("etc/sub")).unwrap();
-    fs::write(content.join("etc/hello"), "hello world\n").unwrap();
-    fs::write(content.join("etc/sub/big"), vec![b'x'; 100_000]).unwrap();
-    let l = layout.to_str().unwrap();
-    run(Command::new("umoci").args(["init", "--layout", l]));
-    run(Command::new("umoci").args(["new", "--image", &format!("{l}:v1")]));
-    run(Command::new("umoci").args([
-        "insert",
-        "--image",
-        &format!("{l}:v1"),
-        content.join("etc").to_str().unwrap(),
-        "/etc",
-    ]));
-    layout
-}
 
 /// Adds tag `v2` (v1 with another config) and tag `multi`, an image index
 /// holding v1 as linux/amd64 and v2 as linux/arm64/v8; returns the
@@ -155,41 +92,6 @@ fn check_platforms(reference: &str, opts: &SourceOptions, amd64: &str, arm64: &s
         err.contains("no manifest for platform linux/s390x"),
         "{err}"
     );
-}
-
-fn read_blob(src: &dyn ImageSource, digest: &str, size: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    src.open_blob(digest, size)
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
-/// Reads the manifest, then the config and every layer, checking sizes and
-/// digests; returns the manifest document and the layers' bytes.
-fn check_image(src: &dyn ImageSource, media_type: &str) -> (Value, Value, Vec<(String, Vec<u8>)>) {
-    let m = src.manifest(&Platform::host()).unwrap();
-    assert_eq!(m.digest, sha256(&m.bytes), "{}", src.describe());
-    assert_eq!(m.media_type, media_type, "{}", src.describe());
-    let doc: Value = serde_json::from_slice(&m.bytes).unwrap();
-    let blob = |d: &Value| {
-        let digest = d["digest"].as_str().unwrap();
-        let size = d["size"].as_u64().unwrap();
-        let bytes = read_blob(src, digest, size);
-        assert_eq!(bytes.len() as u64, size, "{digest}");
-        assert_eq!(sha256(&bytes), digest, "{}", src.describe());
-        bytes
-    };
-    let config: Value = serde_json::from_slice(&blob(&doc["config"])).unwrap();
-    let layers: Vec<_> = doc["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| (l["mediaType"].as_str().unwrap().to_owned(), blob(l)))
-        .collect();
-    assert!(!layers.is_empty());
-    (doc, config, layers)
 }
 
 /// The layers, decompressed by media type, hash to the config's diff_ids.
@@ -339,83 +241,6 @@ fn oci_and_docker_archives() {
     assert!(err.contains("no image tagged test/img:v2"), "{err}");
 }
 
-/// A `docker-registry` on 127.0.0.1, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Registry {
-    /// Starts a registry; `htpasswd` enables Basic auth with that file.
-    fn start(htpasswd: Option<&Path>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("storage").display()
-        );
-        if let Some(file) = htpasswd {
-            config += &format!(
-                "auth:\n  htpasswd:\n    realm: cfs-test\n    path: {}\n",
-                file.display()
-            );
-        }
-        let config_path = dir.path().join("config.yml");
-        fs::write(&config_path, config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let registry = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !registry.answers() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    /// Whether `GET /v2/` gets an HTTP answer.
-    fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let request = "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        let mut reply = String::new();
-        s.write_all(request.as_bytes()).is_ok()
-            && s.read_to_string(&mut reply).is_ok()
-            && reply.starts_with("HTTP/1.1 ")
-    }
-
-    fn push(&self, layout: &Path, tag: &str, extra: &[&str]) {
-        let mut cmd = Command::new("skopeo");
-        cmd.args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
-            .args(extra)
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!("docker://127.0.0.1:{}/test/img:{tag}", self.port));
-        run(&mut cmd);
-    }
-}
-
 #[test]
 fn registry_pull() {
     if !have(&["umoci", "skopeo", "docker-registry"]) {
@@ -491,7 +316,10 @@ fn registry_basic_auth() {
     let layout = make_layout(dir.path());
     let htpasswd = dir.path().join("htpasswd");
     run(Command::new("htpasswd").args(["-Bbc", htpasswd.to_str().unwrap(), "cfs", "s3cret"]));
-    let registry = Registry::start(Some(&htpasswd));
+    let registry = Registry::start(Some(&format!(
+        "  htpasswd:\n    realm: cfs-test\n    path: {}\n",
+        htpasswd.display()
+    )));
     registry.push(&layout, "v1", &["--dest-creds", "cfs:s3cret"]);
     let host = format!("127.0.0.1:{}", registry.port);
     let reference = format!("docker://{host}/test/img:v1");
