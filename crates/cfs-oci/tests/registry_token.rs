@@ -423,6 +423,12 @@ fn token_refused_without_credentials() {
         assert!(err.contains(&reference), "{err}");
         assert!(err.contains("fetching the manifest"), "{err}");
         assert!(err.contains("Not authorized"), "{err}");
+        // Without credentials the message says so; with wrong ones it does not.
+        assert_eq!(
+            err.contains("no credentials for"),
+            auths.is_empty(),
+            "{err}"
+        );
         let seen = setup.take_seen();
         assert!(
             !seen.is_empty() && seen.iter().all(|s| !s.granted),

@@ -51,8 +51,18 @@ impl fmt::Debug for RegistrySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistrySource")
             .field("reference", &self.reference.whole())
-            .field("auth", &self.auth)
+            // Never the credentials themselves.
+            .field("auth", &auth_kind(&self.auth))
             .finish_non_exhaustive()
+    }
+}
+
+/// How a request authenticates, for debug output (no secrets).
+fn auth_kind(auth: &RegistryAuth) -> &'static str {
+    match auth {
+        RegistryAuth::Anonymous => "anonymous",
+        RegistryAuth::Basic(..) => "basic",
+        RegistryAuth::Bearer(..) => "bearer",
     }
 }
 
@@ -128,8 +138,19 @@ impl RegistrySource {
             .runtime
             .block_on(self.client.pull_manifest_raw(reference, &self.auth, ACCEPT))
             .map_err(|e| {
+                let text = e.to_string();
+                let hint = if matches!(self.auth, RegistryAuth::Anonymous)
+                    && text.contains("Not authorized")
+                {
+                    format!(
+                        " (no credentials for {} were found; see --authfile and auth.json)",
+                        reference.registry()
+                    )
+                } else {
+                    String::new()
+                };
                 SourceError::Other(format!(
-                    "docker://{}: fetching the manifest: {e}",
+                    "docker://{}: fetching the manifest: {text}{hint}",
                     reference.whole()
                 ))
             })?;
