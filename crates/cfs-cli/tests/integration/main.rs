@@ -10,6 +10,7 @@ mod crash;
 mod mount;
 mod mount_overlay;
 mod oci;
+mod oci_interop;
 mod oci_support;
 mod oci_tree;
 mod repo;
