@@ -368,7 +368,9 @@ fn gnu_long_names_and_links() {
 /// reads exactly `size` bytes or gets `UnexpectedEof`.
 #[test]
 fn truncated_large_file_fails_inside_the_store() {
-    let tar = Tar::default().dir("usr/", 0o755).file("usr/big", &[9u8; 300]);
+    let tar = Tar::default()
+        .dir("usr/", 0o755)
+        .file("usr/big", &[9u8; 300]);
     let cut = &tar.0[..tar.0.len() - 24 - 212];
     let mut seen = Vec::new();
     let mut strict = |r: &mut dyn Read, size: u64| {
