@@ -11,6 +11,7 @@ mod crash_oci;
 mod mount;
 mod mount_overlay;
 mod oci;
+mod oci_interop;
 mod oci_support;
 mod oci_tree;
 mod repo;

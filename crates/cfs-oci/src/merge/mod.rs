@@ -169,8 +169,10 @@ pub enum ApplyError {
 /// composefs-rs 0.9 writes as the image of an OCI image.
 ///
 /// `store(content, size)` is called for every regular file larger than
-/// [`INLINE_MAX`]; it must return the fs-verity digest (with the repository's
-/// algorithm) of the `size` bytes it reads and may store them as an object.
+/// [`INLINE_MAX`] with a reader of exactly `size` bytes (reading past a
+/// truncated layer fails with `UnexpectedEof`); it must return the fs-verity
+/// digest (with the repository's algorithm) of the bytes it reads and may
+/// store them as an object.
 pub fn build_tree<R: Read>(
     layers: impl IntoIterator<Item = R>,
     store: &mut dyn FnMut(&mut dyn Read, u64) -> io::Result<Digest>,

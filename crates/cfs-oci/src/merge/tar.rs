@@ -73,6 +73,34 @@ pub(super) struct TarState {
 }
 
 /// The callback storing a large file's content; see [`TarEntries::next_entry`].
+/// A file's content as handed to the store: exactly `remaining` bytes, an
+/// `UnexpectedEof` error if the input ends first (so a store never sees a
+/// truncated file as a complete one).
+struct Exact<'a, R> {
+    input: &'a mut R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for Exact<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.input.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "unexpected EOF reading tar entry",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
 pub(super) type Store<'a> = dyn FnMut(&mut dyn Read, u64) -> io::Result<Digest> + 'a;
 
 /// Extension records collected for the next entry.
@@ -304,13 +332,13 @@ impl TarState {
         store: &mut Store<'_>,
     ) -> Result<Digest, MergeError> {
         input.expect(Expect::Data(size));
-        let mut take = (&mut *input).take(size);
-        let digest = store(&mut take, size)?;
-        // Drain whatever the callback did not read.
-        io::copy(&mut take, &mut io::sink())?;
-        if take.limit() != 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-        }
+        let mut content = Exact {
+            input: &mut *input,
+            remaining: size,
+        };
+        let digest = store(&mut content, size)?;
+        // Drain whatever the callback did not read (fails if truncated).
+        io::copy(&mut content, &mut io::sink())?;
         self.offset += size;
         self.skip_padding(input, size)?;
         Ok(digest)

@@ -362,3 +362,29 @@ fn gnu_long_names_and_links() {
     let fs = merge(&[t.entry("usr/short", b'1', "usr/other").end()]).unwrap();
     assert_eq!(fs.lookup(long.as_bytes()), fs.lookup(b"usr/f"));
 }
+
+/// Fuzz-found (`merge_tar_entries`): a large file cut short by the end of
+/// the layer reached the store as a complete, shorter file. The store now
+/// reads exactly `size` bytes or gets `UnexpectedEof`.
+#[test]
+fn truncated_large_file_fails_inside_the_store() {
+    let tar = Tar::default()
+        .dir("usr/", 0o755)
+        .file("usr/big", &[9u8; 300]);
+    let cut = &tar.0[..tar.0.len() - 24 - 212];
+    let mut seen = Vec::new();
+    let mut strict = |r: &mut dyn Read, size: u64| {
+        let mut v = Vec::new();
+        let read = r.read_to_end(&mut v);
+        seen.push((v.len(), size));
+        read?;
+        assert_eq!(v.len() as u64, size);
+        Ok(cfs_core::verity::digest_bytes(Algorithm::Sha256, &v))
+    };
+    let err = build_tree([cut], &mut strict).unwrap_err();
+    assert!(
+        matches!(&err, MergeError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{err}"
+    );
+    assert_eq!(seen, [(276, 300)]);
+}

@@ -352,7 +352,18 @@ impl DockerArchiveSource {
             None => format!("docker-archive:{}", path.display()),
         };
         let what = format!("Docker archive {}", path.display());
-        let index = TarIndex::build(open_archive(&path)?, what.clone())?;
+        let index = TarIndex::build(open_archive(&path)?, what)?;
+        Self::from_index(index, describe, name)
+    }
+
+    /// Reads `manifest.json` of the archive indexed by `index` and
+    /// synthesises the manifest of the image `name` (or the only one).
+    pub(crate) fn from_index(
+        index: TarIndex,
+        describe: String,
+        name: Option<&str>,
+    ) -> Result<Self, SourceError> {
+        let what = index.what();
         let manifest_json = index.read_small("manifest.json", MAX_DOCUMENT)?;
         let entries: Vec<DockerEntry> = serde_json::from_slice(&manifest_json).map_err(|e| {
             SourceError::Other(format!(

@@ -26,6 +26,8 @@
 
 mod archive;
 mod auth;
+#[doc(hidden)]
+pub mod fuzz;
 mod index;
 mod oci_layout;
 mod registry;
