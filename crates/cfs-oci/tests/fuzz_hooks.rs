@@ -6,29 +6,17 @@ use std::io::Read;
 
 use cfs_core::verity::{Algorithm, Digest, digest_bytes};
 use cfs_oci::merge::build_tree;
-use cfs_oci::source::fuzz::{fuzz_archive_index, fuzz_docker_archive_manifest, fuzz_layout_index};
+use cfs_oci::source::fuzz::{
+    self, fuzz_archive_index, fuzz_docker_archive_manifest, fuzz_layout_index,
+};
 
 /// A ustar header block for `name` with `size` bytes of data.
 fn header(name: &str, kind: u8, size: usize, link: &str) -> Vec<u8> {
-    let mut h = vec![0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    h[100..107].copy_from_slice(b"0000755");
-    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
-    h[136..147].copy_from_slice(b"00000000000");
-    h[156] = kind;
-    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    h
+    fuzz::ustar_header(name, kind, size, link).to_vec()
 }
 
 fn member(tar: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
-    tar.extend(header(name, kind, data.len(), link));
-    tar.extend_from_slice(data);
-    tar.resize(tar.len().div_ceil(512) * 512, 0);
+    fuzz::tar_member(tar, name, kind, link, data);
 }
 
 fn docker_tar() -> Vec<u8> {

@@ -168,12 +168,13 @@ pub fn fuzz_archive_index(data: &[u8]) {
     }
 }
 
-/// Appends one ustar member to `tar`.
-fn tar_member(tar: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
+/// A ustar header block (mode 0644, mtime 0, valid checksum) for `name`
+/// with `size` bytes of data; also used by tests to build archives.
+pub fn ustar_header(name: &str, kind: u8, size: usize, link: &str) -> [u8; BLOCK] {
     let mut h = [0u8; BLOCK];
     h[..name.len()].copy_from_slice(name.as_bytes());
     h[100..107].copy_from_slice(b"0000644");
-    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
     h[136..147].copy_from_slice(b"00000000000");
     h[156] = kind;
     h[157..157 + link.len()].copy_from_slice(link.as_bytes());
@@ -182,7 +183,12 @@ fn tar_member(tar: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) 
     h[148..156].copy_from_slice(b"        ");
     let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
     h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    tar.extend_from_slice(&h);
+    h
+}
+
+/// Appends one ustar member (header, data, padding) to `tar`.
+pub fn tar_member(tar: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
+    tar.extend_from_slice(&ustar_header(name, kind, data.len(), link));
     tar.extend_from_slice(data);
     let pad = tar_block::padding(data.len() as u64) as usize;
     tar.extend(std::iter::repeat_n(0, pad));
