@@ -57,6 +57,22 @@ impl fmt::Debug for RegistrySource {
     }
 }
 
+/// `e` followed by its causes (`error sending request: … : Connection
+/// refused`), each once: HTTP client errors keep the reason in the chain.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// How a request authenticates, for debug output (no secrets).
 fn auth_kind(auth: &RegistryAuth) -> &'static str {
     match auth {
@@ -138,7 +154,7 @@ impl RegistrySource {
             .runtime
             .block_on(self.client.pull_manifest_raw(reference, &self.auth, ACCEPT))
             .map_err(|e| {
-                let text = e.to_string();
+                let text = with_causes(&e);
                 let hint = if matches!(self.auth, RegistryAuth::Anonymous)
                     && text.contains("Not authorized")
                 {
@@ -202,7 +218,7 @@ impl ImageSource for RegistrySource {
                     .await;
                 self.client.pull_blob_stream(&self.reference, digest).await
             })
-            .map_err(|e| SourceError::Other(format!("{what}: {e}")))?;
+            .map_err(|e| SourceError::Other(format!("{what}: {}", with_causes(&e))))?;
         if let Some(length) = stream.content_length
             && length != size
         {
