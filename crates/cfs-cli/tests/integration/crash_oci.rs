@@ -94,7 +94,10 @@ fn killed_pulls_leave_a_consistent_repository() {
         &run(cfsctl(&clean).args(["oci", "pull", &source, "t"])),
         "pull",
     );
-    let full = start.elapsed();
+    // Kills are spread over the duration of a pull; the estimate shrinks
+    // whenever a pull finishes before its kill (other tests share the CPUs,
+    // so the first measurement can be far too long).
+    let mut full = start.elapsed();
     let id = ok(
         &run(cfsctl(&clean).args(["oci", "compute-id", "t"])),
         "compute-id",
@@ -103,8 +106,11 @@ fn killed_pulls_leave_a_consistent_repository() {
     let repo = tmp.path().join("repo");
     ok(&run(cfsctl(&repo).args(["init", "--insecure"])), "init");
     let mut killed = 0;
+    let mut attempts = 0;
     let mut rng = 0x2545f4914f6cdd1du64;
-    for i in 0..ITERATIONS {
+    while killed < ITERATIONS && attempts < 3 * ITERATIONS {
+        let i = attempts;
+        attempts += 1;
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -118,7 +124,12 @@ fn killed_pulls_leave_a_consistent_repository() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let spawned = Instant::now();
         std::thread::sleep(delay);
+        if let Ok(Some(_)) = child.try_wait() {
+            // Finished before the kill: it takes at most this long.
+            full = full.min(spawned.elapsed());
+        }
         let _ = child.kill();
         let status = child.wait().unwrap();
         if status.signal() == Some(9) {
@@ -142,10 +153,10 @@ fn killed_pulls_leave_a_consistent_repository() {
         ok(&run(cfsctl(&repo).arg("gc")), "gc");
         check(&repo, &format!("{context}, after gc"));
     }
-    eprintln!("{killed} of {ITERATIONS} pulls were killed mid-way (full pull {full:?})");
+    eprintln!("{killed} of {attempts} pulls were killed mid-way (pull time estimate {full:?})");
     assert!(
-        killed >= ITERATIONS / 3,
-        "only {killed} pulls were killed mid-way"
+        killed >= ITERATIONS / 2,
+        "only {killed} of {attempts} pulls were killed mid-way"
     );
 
     // Resuming after a kill completes and reuses what was stored.
