@@ -187,9 +187,7 @@ impl TokenServer {
                         (Arc::clone(&seen), Arc::clone(&signer), Arc::clone(&ids));
                     std::thread::spawn(move || {
                         let id = ids.fetch_add(1, Ordering::SeqCst);
-                        if let Some(s) = answer(conn, &signer, policy, id) {
-                            seen.lock().unwrap().push(s);
-                        }
+                        answer(conn, &signer, policy, id, &seen);
                     });
                 }
             })
@@ -245,9 +243,17 @@ fn grant(scopes: &[String], anonymous: bool) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// Reads one request from `conn` and answers it; `None` for a request
-/// that is not a token request (the wake-up connection of drop).
-fn answer(conn: TcpStream, signer: &Signer, policy: Policy, id: u64) -> Option<Seen> {
+/// Reads one request from `conn`, records it in `seen` (before answering,
+/// so a test that has its answer also finds the record) and answers it;
+/// `None` for a request that is not a token request (the wake-up connection
+/// of drop).
+fn answer(
+    conn: TcpStream,
+    signer: &Signer,
+    policy: Policy,
+    id: u64,
+    seen: &Mutex<Vec<Seen>>,
+) -> Option<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
@@ -299,6 +305,11 @@ fn answer(conn: TcpStream, signer: &Signer, policy: Policy, id: u64) -> Option<S
                 .to_owned(),
         ),
     };
+    seen.lock().unwrap().push(Seen {
+        authorization,
+        scopes,
+        granted: user.is_some(),
+    });
     let mut conn = conn;
     let _ = write!(
         conn,
@@ -306,11 +317,7 @@ fn answer(conn: TcpStream, signer: &Signer, policy: Policy, id: u64) -> Option<S
         body.len()
     );
     let _ = conn.shutdown(Shutdown::Write);
-    Some(Seen {
-        authorization,
-        scopes,
-        granted: user.is_some(),
-    })
+    Some(())
 }
 
 /// A registry using `server` as its token realm, holding `test/img:v1`
