@@ -192,6 +192,9 @@ pub(crate) enum OciCommand {
     Layer {
         /// The layer's diff_id (sha256:HEX).
         diff_id: String,
+        /// Print the layer's metadata as JSON instead of the tar.
+        #[arg(long)]
+        json: bool,
     },
     /// Mount an image's composefs image.
     Mount(OciMountArgs),

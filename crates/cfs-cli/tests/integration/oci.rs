@@ -187,6 +187,23 @@ fn check_pulled(repo: &Path, tag: &str, pulled: &Pulled, img: &TestImage, mount:
             diff_id,
             "oci layer"
         );
+        // --json: composefs-rs's LayerInfo, consistent with the tar.
+        let info = exec(cfs(repo).args(["oci", "layer", diff_id, "--json"]));
+        ok("oci layer --json", &info);
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(info["diffId"], diff_id);
+        assert_eq!(info["size"], out.stdout.len() as u64, "{info}");
+        let split = &info["splitstream"];
+        assert_eq!(
+            split["externalSize"].as_u64().unwrap() + split["inlineSize"].as_u64().unwrap(),
+            out.stdout.len() as u64,
+            "{info}"
+        );
+        assert_eq!(info["verity"].as_str().unwrap().len(), 64, "{info}");
+        assert!(
+            (out.stdout.len() < 1024) == (info["entryCount"] == 0u64),
+            "{info}"
+        );
     }
     if mount {
         let mnt = repo

@@ -11,8 +11,10 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use anyhow::{Context, Result, bail};
 
 use cfs_core::dumpfile::write_dumpfile_rs_links;
-use cfs_core::repository::{Repository, image_bytes};
-use cfs_core::verity::digest_bytes;
+use cfs_core::repository::{MAX_STREAM_LEN, Repository, image_bytes};
+use cfs_core::splitstream::SplitStream;
+use cfs_core::verity::{Digest, digest_bytes};
+use cfs_oci::merge::{Content, EntryKind, for_each_stream_entry};
 use cfs_oci::store::{self, OciImage};
 
 use super::repo::mount::{mount_repo_image, open_for_mount};
@@ -49,7 +51,7 @@ pub(crate) fn run(global: &GlobalOpts, command: OciCommand) -> Result<()> {
         }
         OciCommand::Dump(args) => dump(global, &args),
         OciCommand::ComputeId(args) => compute_id(global, &args),
-        OciCommand::Layer { diff_id } => layer(global, &diff_id),
+        OciCommand::Layer { diff_id, json } => layer(global, &diff_id, json),
         OciCommand::Mount(args) => mount(global, &args),
         OciCommand::Fsck { image, json } => fsck::fsck(global, image.as_deref(), json),
     }
@@ -92,23 +94,84 @@ fn compute_id(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
     ))
 }
 
-/// `oci layer DIFF_ID`: the layer's tar on stdout.
-fn layer(global: &GlobalOpts, diff_id: &str) -> Result<()> {
+/// `oci layer DIFF_ID [--json]`: the layer's tar on stdout, or its metadata
+/// (composefs-rs's `LayerInfo` JSON).
+fn layer(global: &GlobalOpts, diff_id: &str, json: bool) -> Result<()> {
     if !store::is_sha256_digest(diff_id) {
         bail!("invalid diff_id {diff_id:?}: expected sha256:<64 hex digits>");
     }
-    if io::stdout().is_terminal() {
-        bail!("Refusing to write tar data to terminal. Redirect to a file or pipe to tar.");
+    if !json && io::stdout().is_terminal() {
+        bail!(
+            "Refusing to write tar data to terminal. Redirect to a file, pipe to tar, \
+             or use --json for metadata."
+        );
     }
     let repo = open_repo(global)?;
     let id = store::layer_stream_id(diff_id);
-    if repo.has_stream(&id)?.is_none() {
+    let Some(object) = repo.has_stream(&id)? else {
         bail!("Layer {diff_id} not found");
+    };
+    if json {
+        let info = layer_info(&repo, diff_id, &object)
+            .with_context(|| format!("Reading layer {diff_id}"))?;
+        let mut text = serde_json::to_string_pretty(&info)?;
+        text.push('\n');
+        return print(&text);
     }
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     repo.cat_stream(&id, &mut out)
         .with_context(|| format!("Reassembling layer {diff_id}"))?;
     out.flush().context("writing to standard output")
+}
+
+/// `oci layer --json` (keys and order as composefs-rs prints them).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LayerInfo {
+    diff_id: String,
+    verity: String,
+    size: u64,
+    entry_count: u64,
+    splitstream: SplitstreamInfo,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SplitstreamInfo {
+    external_objects: usize,
+    external_size: u64,
+    inline_size: u64,
+}
+
+/// `oci layer --json`: sizes and counts of a layer stream.
+fn layer_info(repo: &Repository, diff_id: &str, object: &Digest) -> Result<LayerInfo> {
+    let data = repo.read_object(object, MAX_STREAM_LEN)?;
+    let stream = SplitStream::parse(&data)?;
+    let size = stream.stream_size();
+    let external_objects = stream.object_ref_count();
+    let (mut entries, mut external_size) = (0u64, 0u64);
+    for_each_stream_entry(repo, object, &mut |entry| {
+        entries += 1;
+        if let EntryKind::Regular {
+            size,
+            content: Content::External(_),
+        } = entry.kind
+        {
+            external_size += size;
+        }
+        Ok(())
+    })?;
+    Ok(LayerInfo {
+        diff_id: diff_id.to_owned(),
+        verity: object.to_hex(),
+        size,
+        entry_count: entries,
+        splitstream: SplitstreamInfo {
+            external_objects,
+            external_size,
+            inline_size: size.saturating_sub(external_size),
+        },
+    })
 }
 
 /// `oci mount IMAGE MOUNTPOINT`: the composefs image linked from the config.
