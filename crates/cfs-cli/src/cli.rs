@@ -193,8 +193,11 @@ pub(crate) enum OciCommand {
         /// The layer's diff_id (sha256:HEX).
         diff_id: String,
         /// Print the layer's metadata as JSON instead of the tar.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dumpfile")]
         json: bool,
+        /// Print one dumpfile line per tar entry (unmerged) instead of the tar.
+        #[arg(long)]
+        dumpfile: bool,
     },
     /// Mount an image's composefs image.
     Mount(OciMountArgs),

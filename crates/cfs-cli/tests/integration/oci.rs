@@ -204,6 +204,15 @@ fn check_pulled(repo: &Path, tag: &str, pulled: &Pulled, img: &TestImage, mount:
             (out.stdout.len() < 1024) == (info["entryCount"] == 0u64),
             "{info}"
         );
+        // --dumpfile: one line per tar entry.
+        let lines = exec(cfs(repo).args(["oci", "layer", diff_id, "--dumpfile"]));
+        ok("oci layer --dumpfile", &lines);
+        assert_eq!(
+            lines.stdout.iter().filter(|&&b| b == b'\n').count() as u64,
+            info["entryCount"].as_u64().unwrap(),
+            "{}",
+            String::from_utf8_lossy(&lines.stdout)
+        );
     }
     if mount {
         let mnt = repo

@@ -161,15 +161,18 @@ fn check_interop(dir: &Path, reference: PathBuf, source: &str) -> Pair {
         );
     }
 
-    // `oci layer --json` of every layer, each tool on its own repository.
+    // `oci layer --json` and `--dumpfile` of every layer, each tool on its
+    // own repository.
     for name in streams.keys() {
         if let Some(diff_id) = name.strip_prefix("oci-layer-") {
-            let args = ["oci", "layer", diff_id, "--json"];
-            same(
-                &args.join(" "),
-                ("ours", &p.us(ours, &args)),
-                ("reference", &p.them(theirs, &args)),
-            );
+            for view in ["--json", "--dumpfile"] {
+                let args = ["oci", "layer", diff_id, view];
+                same(
+                    &args.join(" "),
+                    ("ours", &p.us(ours, &args)),
+                    ("reference", &p.them(theirs, &args)),
+                );
+            }
         }
     }
 

@@ -135,7 +135,10 @@ mod tests;
 
 pub use error::{Field, ParseError, ParseErrorKind};
 pub use parse::{MAX_ENTRIES, MAX_LINE_LEN, ParseOptions, parse_dumpfile};
-pub use print::{object_paths, write_dumpfile, write_dumpfile_rs_links, write_ls, write_objects};
+pub use print::{
+    object_paths, write_dumpfile, write_dumpfile_rs_links, write_entry_line, write_hardlink_line,
+    write_ls, write_objects,
+};
 
 /// Largest inline CONTENT in bytes (C `LCFS_INLINE_CONTENT_MAX`).
 pub const MAX_INLINE_CONTENT: usize = 5000;

@@ -221,15 +221,33 @@ pub fn write_dumpfile_rs_links<W: Write>(fs: &FileSystem, out: W) -> io::Result<
     let root = fs.get(fs.root()).ok_or_else(|| dangling(fs.root()))?;
     write_dump_line(&mut out, &mut num, b"/", root, None)?;
     walk(fs, |v| match v.link_to {
-        Some(target) => {
-            write_escaped(&mut out, v.path, Style::Standard)?;
-            out.write_all(b" 0 @120000 - - - - 0.0 ")?;
-            write_optional(&mut out, Some(target))?;
-            out.write_all(b" - -\n")
-        }
+        Some(target) => write_hardlink_line(&mut out, v.path, target),
         None => write_dump_line(&mut out, &mut num, v.path, v.inode, None),
     })?;
     out.flush()
+}
+
+/// Writes one dumpfile line for `inode` at `path`, as it stands (its own
+/// `nlink`, no tree around it): the per-entry listing of a layer. An empty
+/// path is written as `-`.
+pub fn write_entry_line<W: Write>(out: &mut W, path: &[u8], inode: &Inode) -> io::Result<()> {
+    if path.is_empty() {
+        // write_dump_line escapes the path; an empty one must still be a field.
+        let mut line = Vec::with_capacity(128);
+        write_dump_line(&mut line, &mut Vec::new(), b"/", inode, None)?;
+        out.write_all(b"-")?;
+        return out.write_all(line.get(1..).unwrap_or_default());
+    }
+    write_dump_line(out, &mut Vec::with_capacity(128), path, inode, None)
+}
+
+/// Writes the composefs-rs hard-link line `PATH 0 @120000 - - - - 0.0
+/// TARGET - -`.
+pub fn write_hardlink_line<W: Write>(out: &mut W, path: &[u8], target: &[u8]) -> io::Result<()> {
+    write_escaped(out, path, Style::Standard)?;
+    out.write_all(b" 0 @120000 - - - - 0.0 ")?;
+    write_optional(out, Some(target))?;
+    out.write_all(b" - -\n")
 }
 
 /// Writes `fs` in the `composefs-info ls` format: every name below the root,

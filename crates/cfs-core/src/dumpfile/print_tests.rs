@@ -184,3 +184,17 @@ fn rs_style_prints_later_hard_link_names_as_bare_links() {
     // Both styles describe the same tree.
     assert_eq!(dump(&parse(&out)), dump(&fs));
 }
+
+#[test]
+fn entry_and_hardlink_lines_stand_alone() {
+    let fs = parse(&format!("{ROOT}/d 0 40700 2 5 6 0 9.25 - - - user.a=b\n"));
+    let dir = fs.inode(fs.directory(fs.root()).unwrap().entries()[0].inode);
+    let mut out = Vec::new();
+    write_entry_line(&mut out, b"/d x", dir).unwrap();
+    write_entry_line(&mut out, b"", dir).unwrap();
+    write_hardlink_line(&mut out, b"/l", b"/d x").unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "/d\\x20x 0 40700 2 5 6 0 9.25 - - - user.a=b\n- 0 40700 2 5 6 0 9.25 - - - user.a=b\n/l 0 @120000 - - - - 0.0 /d\\x20x - -\n"
+    );
+}

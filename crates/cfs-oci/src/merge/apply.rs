@@ -216,6 +216,17 @@ impl LayerMerger {
     }
 }
 
+impl LayerEntry {
+    /// The inode this entry describes on its own (`nlink` 1); `None` for a
+    /// hard link, which has no inode of its own.
+    pub fn to_inode(&self) -> Option<Inode> {
+        match self.kind {
+            EntryKind::Hardlink(_) => None,
+            _ => Some(Inode::new(stat_of(self), kind_of(self.kind.clone()))),
+        }
+    }
+}
+
 fn stat_of(entry: &LayerEntry) -> Stat {
     let mut xattrs = Xattrs::new();
     for (name, value) in &entry.xattrs {

@@ -10,7 +10,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
 
-use cfs_core::dumpfile::write_dumpfile_rs_links;
+use cfs_core::dumpfile::{write_dumpfile_rs_links, write_entry_line, write_hardlink_line};
 use cfs_core::repository::{MAX_STREAM_LEN, Repository, image_bytes};
 use cfs_core::splitstream::SplitStream;
 use cfs_core::verity::{Digest, digest_bytes};
@@ -51,7 +51,11 @@ pub(crate) fn run(global: &GlobalOpts, command: OciCommand) -> Result<()> {
         }
         OciCommand::Dump(args) => dump(global, &args),
         OciCommand::ComputeId(args) => compute_id(global, &args),
-        OciCommand::Layer { diff_id, json } => layer(global, &diff_id, json),
+        OciCommand::Layer {
+            diff_id,
+            json,
+            dumpfile,
+        } => layer(global, &diff_id, json, dumpfile),
         OciCommand::Mount(args) => mount(global, &args),
         OciCommand::Fsck { image, json } => fsck::fsck(global, image.as_deref(), json),
     }
@@ -94,13 +98,14 @@ fn compute_id(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
     ))
 }
 
-/// `oci layer DIFF_ID [--json]`: the layer's tar on stdout, or its metadata
-/// (composefs-rs's `LayerInfo` JSON).
-fn layer(global: &GlobalOpts, diff_id: &str, json: bool) -> Result<()> {
+/// `oci layer DIFF_ID [--json|--dumpfile]`: the layer's tar on stdout, its
+/// metadata (composefs-rs's `LayerInfo` JSON), or its entries as dumpfile
+/// lines.
+fn layer(global: &GlobalOpts, diff_id: &str, json: bool, dumpfile: bool) -> Result<()> {
     if !store::is_sha256_digest(diff_id) {
         bail!("invalid diff_id {diff_id:?}: expected sha256:<64 hex digits>");
     }
-    if !json && io::stdout().is_terminal() {
+    if !json && !dumpfile && io::stdout().is_terminal() {
         bail!(
             "Refusing to write tar data to terminal. Redirect to a file, pipe to tar, \
              or use --json for metadata."
@@ -119,9 +124,40 @@ fn layer(global: &GlobalOpts, diff_id: &str, json: bool) -> Result<()> {
         return print(&text);
     }
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    repo.cat_stream(&id, &mut out)
-        .with_context(|| format!("Reassembling layer {diff_id}"))?;
+    if dumpfile {
+        for_each_stream_entry(&repo, &object, &mut |entry| {
+            let path = entry_path(&entry.path);
+            match (&entry.kind, entry.to_inode()) {
+                (EntryKind::Hardlink(target), _) => {
+                    write_hardlink_line(&mut out, &path, &entry_path(target))
+                }
+                (_, Some(inode)) => write_entry_line(&mut out, &path, &inode),
+                (_, None) => Ok(()),
+            }
+            .map_err(Into::into)
+        })
+        .with_context(|| format!("Listing layer {diff_id}"))?;
+    } else {
+        repo.cat_stream(&id, &mut out)
+            .with_context(|| format!("Reassembling layer {diff_id}"))?;
+    }
     out.flush().context("writing to standard output")
+}
+
+/// A tar path as composefs-rs lists it: one leading `/` removed, `/`
+/// prefixed, trailing `/` removed; the root (`/`, `./` stays `/.`) is empty.
+fn entry_path(raw: &[u8]) -> Vec<u8> {
+    let rest = raw.strip_prefix(b"/").unwrap_or(raw);
+    let mut path = Vec::with_capacity(rest.len() + 1);
+    path.push(b'/');
+    path.extend_from_slice(rest);
+    while path.len() > 1 && path.last() == Some(&b'/') {
+        path.pop();
+    }
+    if path == b"/" {
+        path.clear();
+    }
+    path
 }
 
 /// `oci layer --json` (keys and order as composefs-rs prints them).
