@@ -17,3 +17,4 @@ mod oci_tree;
 mod repo;
 mod repo_interop;
 mod support;
+mod verity;
