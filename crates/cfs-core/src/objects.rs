@@ -19,6 +19,17 @@
 //! caller's choice: [`ObjectDir::sync`] issues one `syncfs` barrier for every
 //! object written so far, which must happen before anything that references
 //! them is published.
+//!
+//! An [`ObjectPolicy`] decides around publishing: it *seals* every new object
+//! before it is linked (a repository enables and checks fs-verity there), and
+//! judges an object that already exists under the digest. A damaged existing
+//! object (not a regular file, or judged unsound — e.g. wrong fs-verity
+//! measurement) is **repaired**: the new, sealed content is linked under a
+//! temporary name in the store directory and renamed over it, so readers see
+//! either the old file or the complete new one. When sealing fails with
+//! ETXTBSY (a writable descriptor to the new file leaked, e.g. into a child
+//! forked meanwhile), the content is copied to a fresh temporary file and
+//! that one is sealed and published instead.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -54,11 +65,72 @@ pub enum Stored {
     Written,
     /// The object already existed; nothing was written.
     Existing,
+    /// The object existed but was damaged; it was replaced.
+    Repaired,
 }
 
-/// Called on the finished object (opened read-only) before it is linked into
-/// place; e.g. to enable fs-verity. Errors abort the store.
-pub type Finisher<'a> = &'a (dyn Fn(&File) -> io::Result<()> + Sync);
+impl Stored {
+    /// True if content was written (a new or a repaired object).
+    pub fn wrote(self) -> bool {
+        matches!(self, Stored::Written | Stored::Repaired)
+    }
+}
+
+/// What a store does around publishing objects.
+pub trait ObjectPolicy: Sync {
+    /// Runs on a complete new object (opened read-only) before it is
+    /// linked into place, e.g. to enable fs-verity; an error aborts the
+    /// store. An error of kind [`io::ErrorKind::ExecutableFileBusy`] (someone
+    /// holds the file open for writing) makes the store seal a fresh copy
+    /// instead, once.
+    fn seal(&self, file: &File, digest: &Digest) -> io::Result<()>;
+
+    /// Whether the regular file already stored under `digest` may stand for
+    /// content of `size` bytes with that digest; `false` has it replaced.
+    /// The default trusts it.
+    fn existing_is_sound(&self, file: &File, digest: &Digest, size: u64) -> io::Result<bool> {
+        let _ = (file, digest, size);
+        Ok(true)
+    }
+}
+
+/// A closure sealing objects, trusting existing ones.
+impl<F: Fn(&File, &Digest) -> io::Result<()> + Sync> ObjectPolicy for F {
+    fn seal(&self, file: &File, digest: &Digest) -> io::Result<()> {
+        self(file, digest)
+    }
+}
+
+/// The state of the object under a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// No object.
+    Missing,
+    /// An object the policy accepts.
+    Sound,
+    /// Something that must be replaced.
+    Damaged,
+}
+
+/// A temporary file being filled: unnamed (`O_TMPFILE`) or named (fallback).
+enum Temp {
+    Unnamed(File),
+    Named(tempfile::NamedTempFile),
+}
+
+/// A sealed temporary file, read-only, ready to publish.
+enum Sealed {
+    Unnamed(File),
+    Named(File, tempfile::TempPath),
+}
+
+impl Sealed {
+    fn file(&self) -> &File {
+        match self {
+            Sealed::Unnamed(f) | Sealed::Named(f, _) => f,
+        }
+    }
+}
 
 impl ObjectDir {
     /// Opens `path`, creating it (mode 0755, parents too) if missing.
@@ -114,35 +186,70 @@ impl ObjectDir {
         Ok(File::from(fd))
     }
 
+    /// The state of the object `digest` for content of `size` bytes: missing,
+    /// sound, or damaged (not a regular file, or refused by `policy`). Special
+    /// files are judged by `lstat` alone, never opened.
+    pub fn check(
+        &self,
+        digest: &Digest,
+        size: u64,
+        policy: &dyn ObjectPolicy,
+    ) -> io::Result<Existing> {
+        let rel = digest.object_path();
+        let st = match rustix::fs::statat(&self.dir, rel.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(Existing::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Ok(Existing::Damaged);
+        }
+        let fd = match rustix::fs::openat(
+            &self.dir,
+            rel.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // Replaced by something else between the stat and the open.
+            Err(Errno::LOOP | Errno::NXIO) => return Ok(Existing::Damaged),
+            Err(Errno::NOENT) => return Ok(Existing::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        let file = File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Ok(Existing::Damaged);
+        }
+        Ok(if policy.existing_is_sound(&file, digest, size)? {
+            Existing::Sound
+        } else {
+            Existing::Damaged
+        })
+    }
+
     /// Stores the content of `src` (read from its start) as the object `digest`
-    /// unless it exists. The caller vouches that `digest` is the content's
-    /// fs-verity digest. `finish` runs on the complete object before it is
-    /// published.
+    /// unless a sound one exists (a damaged one is replaced). The caller
+    /// vouches that `digest` is the content's fs-verity digest. `policy`
+    /// seals the complete object before it is published.
     pub fn copy_from(
         &self,
         src: &File,
         digest: &Digest,
-        finish: Finisher<'_>,
+        policy: &dyn ObjectPolicy,
     ) -> io::Result<Stored> {
-        if self.contains(digest)? {
+        let size = src.metadata()?.len();
+        let existing = self.check(digest, size, policy)?;
+        if existing == Existing::Sound {
             return Ok(Stored::Existing);
         }
         let rel = digest.object_path();
         let (subdir, name) = rel.split_at(2);
         let name = &name[1..];
         let subdir_fd = self.open_subdir(subdir)?;
-        match rustix::fs::openat(
-            &subdir_fd,
-            ".",
-            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-            Mode::from_raw_mode(OBJECT_MODE),
-        ) {
-            Ok(fd) => self.publish_tmpfile(fd, src, &subdir_fd, name, finish),
-            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::NOENT | Errno::INVAL) => {
-                self.publish_named(src, &subdir_fd, name, finish)
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut tmp = self.new_temp(&subdir_fd)?;
+        copy_content(src, tmp.file_mut())?;
+        let sealed = self.seal(tmp, digest, &subdir_fd, policy)?;
+        self.publish(sealed, &subdir_fd, name, existing == Existing::Damaged)
     }
 
     fn open_subdir(&self, subdir: &str) -> io::Result<OwnedFd> {
@@ -160,89 +267,144 @@ impl ObjectDir {
         }
     }
 
-    fn publish_tmpfile(
-        &self,
-        fd: OwnedFd,
-        src: &File,
-        subdir: &OwnedFd,
-        name: &str,
-        finish: Finisher<'_>,
-    ) -> io::Result<Stored> {
-        let mut tmp = File::from(fd);
-        copy_content(src, &mut tmp)?;
-        tmp.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
-        let ro = reopen_read_only(tmp)?;
-        finish(&ro)?;
-        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ro));
-        match rustix::fs::linkat(CWD, proc.as_str(), subdir, name, AtFlags::SYMLINK_FOLLOW) {
-            Ok(()) => Ok(Stored::Written),
-            // Another writer published the same object first.
-            Err(Errno::EXIST) => Ok(Stored::Existing),
+    /// A new temporary file: unnamed in `dir` (`O_TMPFILE`), or, where the
+    /// filesystem cannot, named in the store directory (never in an `XX/`
+    /// subdirectory, where every name must be a digest).
+    fn new_temp(&self, dir: &OwnedFd) -> io::Result<Temp> {
+        match rustix::fs::openat(
+            dir,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(OBJECT_MODE),
+        ) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
+                Ok(Temp::Unnamed(file))
+            }
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::NOENT | Errno::INVAL) => self.named_temp(),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn publish_named(
-        &self,
-        src: &File,
-        subdir: &OwnedFd,
-        name: &str,
-        finish: Finisher<'_>,
-    ) -> io::Result<Stored> {
-        let mut tmp = self.named_temp()?;
-        copy_content(src, tmp.as_file_mut())?;
-        self.link_named(tmp, subdir, name, finish)
-    }
-
-    /// A named temporary file directly in the store directory (never in an
-    /// `XX/` subdirectory, where every name must be a digest).
-    fn named_temp(&self) -> io::Result<tempfile::NamedTempFile> {
+    /// A named temporary file in the store directory.
+    fn named_temp(&self) -> io::Result<Temp> {
         let tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .tempfile_in(&self.path)?;
         tmp.as_file()
             .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
-        Ok(tmp)
+        Ok(Temp::Named(tmp))
     }
 
-    /// Finishes a complete named temporary file and renames it into place
-    /// (without replacing an existing object).
-    fn link_named(
+    /// Reopens `tmp` read-only (fs-verity refuses files open for writing) and
+    /// seals it; on ETXTBSY seals a fresh copy instead.
+    fn seal(
         &self,
-        tmp: tempfile::NamedTempFile,
+        tmp: Temp,
+        digest: &Digest,
+        dir: &OwnedFd,
+        policy: &dyn ObjectPolicy,
+    ) -> io::Result<Sealed> {
+        let sealed = tmp.into_read_only()?;
+        match policy.seal(sealed.file(), digest) {
+            Ok(()) => Ok(sealed),
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy => {
+                // A writable descriptor of this file leaked (a child forked
+                // while it was open): the copy has no writer anywhere.
+                let mut copy = self.new_temp(dir)?;
+                copy_content(sealed.file(), copy.file_mut())?;
+                drop(sealed);
+                let sealed = copy.into_read_only()?;
+                policy.seal(sealed.file(), digest)?;
+                Ok(sealed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Links a sealed file as `subdir/name`: without replacing anything
+    /// (someone else publishing first is fine), or, for a damaged object,
+    /// by renaming it over the old one.
+    fn publish(
+        &self,
+        sealed: Sealed,
         subdir: &OwnedFd,
         name: &str,
-        finish: Finisher<'_>,
+        replace: bool,
     ) -> io::Result<Stored> {
-        let ro = File::open(tmp.path())?;
-        let tmp_path = tmp.into_temp_path();
-        finish(&ro)?;
-        match rustix::fs::renameat_with(
-            CWD,
-            &*tmp_path,
-            subdir,
-            name,
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => {
-                // Renamed away: nothing left for the guard to delete.
-                let _ = tmp_path.keep();
-                Ok(Stored::Written)
+        match sealed {
+            Sealed::Unnamed(ro) => {
+                let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ro));
+                if replace {
+                    let tmp_name = self.link_temp_name(&proc)?;
+                    return match rustix::fs::renameat(&self.dir, tmp_name.as_str(), subdir, name) {
+                        Ok(()) => Ok(Stored::Repaired),
+                        Err(e) => {
+                            let _ = rustix::fs::unlinkat(
+                                &self.dir,
+                                tmp_name.as_str(),
+                                AtFlags::empty(),
+                            );
+                            Err(e.into())
+                        }
+                    };
+                }
+                match rustix::fs::linkat(CWD, proc.as_str(), subdir, name, AtFlags::SYMLINK_FOLLOW)
+                {
+                    Ok(()) => Ok(Stored::Written),
+                    // Another writer published the same object first.
+                    Err(Errno::EXIST) => Ok(Stored::Existing),
+                    Err(e) => Err(e.into()),
+                }
             }
-            Err(Errno::EXIST) => Ok(Stored::Existing),
-            Err(e) => Err(e.into()),
+            Sealed::Named(_ro, path) => {
+                let flags = if replace {
+                    rustix::fs::RenameFlags::empty()
+                } else {
+                    rustix::fs::RenameFlags::NOREPLACE
+                };
+                match rustix::fs::renameat_with(CWD, &*path, subdir, name, flags) {
+                    Ok(()) => {
+                        // Renamed away: nothing left for the guard to delete.
+                        let _ = path.keep();
+                        Ok(if replace {
+                            Stored::Repaired
+                        } else {
+                            Stored::Written
+                        })
+                    }
+                    Err(Errno::EXIST) => Ok(Stored::Existing),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Links the unnamed file behind `proc` (`/proc/self/fd/N`) under a
+    /// fresh `.tmp-object-*` name in the store directory; returns the name.
+    fn link_temp_name(&self, proc: &str) -> io::Result<String> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("{TEMP_PREFIX}repair-{}-{n}", std::process::id());
+            match rustix::fs::linkat(CWD, proc, &self.dir, name.as_str(), AtFlags::SYMLINK_FOLLOW) {
+                Ok(()) => return Ok(name),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
     /// Stores content whose digest is not known in advance, computing the
-    /// fs-verity digest while writing it (one pass over the data). `finish`
-    /// runs on the complete file, opened read-only, with its digest, before
-    /// it is linked into place.
+    /// fs-verity digest while writing it (one pass over the data). Then as
+    /// [`ObjectDir::copy_from`]: a sound existing object is kept, a damaged
+    /// one replaced, and `policy` seals the new object before it is linked.
     pub fn write_new(
         &self,
         mut src: impl Read,
         alg: Algorithm,
-        finish: &(dyn Fn(&File, &Digest) -> io::Result<()> + Sync),
+        policy: &dyn ObjectPolicy,
     ) -> io::Result<(Digest, Stored)> {
         let mut hasher = FsVerityHasher::new(alg);
         // One copy buffer per thread, reused: allocating (and zeroing) 1 MiB
@@ -250,6 +412,7 @@ impl ObjectDir {
         thread_local! {
             static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let mut size = 0u64;
         let mut fill = |out: &mut File, hasher: &mut FsVerityHasher| -> io::Result<()> {
             BUFFER.with(|cell| {
                 let mut taken = cell.take();
@@ -263,59 +426,30 @@ impl ObjectDir {
                     };
                     hasher.update(&taken[..n]);
                     out.write_all(&taken[..n])?;
+                    size += n as u64;
                 })();
                 cell.replace(taken);
                 result
             })
         };
-        match rustix::fs::openat(
-            &self.dir,
-            ".",
-            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-            Mode::from_raw_mode(OBJECT_MODE),
-        ) {
-            Ok(fd) => {
-                let mut tmp = File::from(fd);
-                fill(&mut tmp, &mut hasher)?;
-                tmp.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
-                let digest = hasher.finalize();
-                if self.contains(&digest)? {
-                    return Ok((digest, Stored::Existing));
-                }
-                let ro = reopen_read_only(tmp)?;
-                finish(&ro, &digest)?;
-                let rel = digest.object_path();
-                let (subdir, name) = rel.split_at(2);
-                let subdir_fd = self.open_subdir(subdir)?;
-                let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ro));
-                match rustix::fs::linkat(
-                    CWD,
-                    proc.as_str(),
-                    &subdir_fd,
-                    &name[1..],
-                    AtFlags::SYMLINK_FOLLOW,
-                ) {
-                    Ok(()) => Ok((digest, Stored::Written)),
-                    Err(Errno::EXIST) => Ok((digest, Stored::Existing)),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::NOENT | Errno::INVAL) => {
-                let mut tmp = self.named_temp()?;
-                fill(tmp.as_file_mut(), &mut hasher)?;
-                let digest = hasher.finalize();
-                if self.contains(&digest)? {
-                    return Ok((digest, Stored::Existing));
-                }
-                let rel = digest.object_path();
-                let (subdir, name) = rel.split_at(2);
-                let subdir_fd = self.open_subdir(subdir)?;
-                let finish_one = |f: &File| finish(f, &digest);
-                let stored = self.link_named(tmp, &subdir_fd, &name[1..], &finish_one)?;
-                Ok((digest, stored))
-            }
-            Err(e) => Err(e.into()),
+        let mut tmp = self.new_temp(&self.dir)?;
+        fill(tmp.file_mut(), &mut hasher)?;
+        let digest = hasher.finalize();
+        let existing = self.check(&digest, size, policy)?;
+        if existing == Existing::Sound {
+            return Ok((digest, Stored::Existing));
         }
+        let rel = digest.object_path();
+        let (subdir, name) = rel.split_at(2);
+        let subdir_fd = self.open_subdir(subdir)?;
+        let sealed = self.seal(tmp, &digest, &self.dir, policy)?;
+        let stored = self.publish(
+            sealed,
+            &subdir_fd,
+            &name[1..],
+            existing == Existing::Damaged,
+        )?;
+        Ok((digest, stored))
     }
 
     /// Makes everything written to the object directory's filesystem durable
@@ -328,6 +462,26 @@ impl ObjectDir {
     /// The directory descriptor.
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.dir.as_fd()
+    }
+}
+
+impl Temp {
+    fn file_mut(&mut self) -> &mut File {
+        match self {
+            Temp::Unnamed(f) => f,
+            Temp::Named(t) => t.as_file_mut(),
+        }
+    }
+
+    /// The file reopened read-only, its writable descriptor closed.
+    fn into_read_only(self) -> io::Result<Sealed> {
+        match self {
+            Temp::Unnamed(f) => Ok(Sealed::Unnamed(reopen_read_only(f)?)),
+            Temp::Named(t) => {
+                let ro = File::open(t.path())?;
+                Ok(Sealed::Named(ro, t.into_temp_path()))
+            }
+        }
     }
 }
 

@@ -511,6 +511,40 @@ fn import_image_round_trip() {
     let err = fails(&garbage, 1);
     assert!(err.starts_with("Error: Importing image 'bad'"), "{err}");
     assert!(!two.join("images/refs/bad").exists());
+    // An image of another algorithm (mkcomposefs writes SHA-256 references):
+    // refused, naming both algorithms; nothing stored.
+    let c_image = tmp.path().join("c.cfs");
+    ok(&run(tool("mkcomposefs").arg(&tree).arg(&c_image)));
+    let objects_before = walk_files(&two.join("objects"));
+    let other = run_with_stdin(
+        cfsctl(&two).args(["import-image", "c"]),
+        &std::fs::read(&c_image).unwrap(),
+    );
+    let err = fails(&other, 1);
+    assert!(
+        err.contains("references sha256 objects") && err.contains("sha512 repository"),
+        "{err}"
+    );
+    assert!(!two.join("images/refs/c").exists());
+    assert_eq!(walk_files(&two.join("objects")), objects_before);
+}
+
+/// Every file below `dir` (relative paths, sorted).
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {

@@ -135,9 +135,9 @@ pub enum MountError {
     /// The image's fs-verity digest differs from the expected one.
     #[error("image has the wrong fs-verity digest: expected {expected}, found {found}")]
     WrongVerity {
-        /// Hex of the expected digest.
+        /// The expected digest (`<algorithm>:<hex>`).
         expected: String,
-        /// Hex of the measured digest.
+        /// The measured digest (`<algorithm>:<hex>`).
         found: String,
     },
     /// The image does not start with a composefs header.
@@ -268,8 +268,8 @@ pub fn check_image_digest(image: &File, expected: &Digest) -> Result<(), MountEr
     };
     if &found != expected {
         return Err(MountError::WrongVerity {
-            expected: expected.to_hex(),
-            found: found.to_hex(),
+            expected: expected.to_prefixed(),
+            found: found.to_prefixed(),
         });
     }
     Ok(())

@@ -1,4 +1,5 @@
 use super::*;
+use crate::verity::digest_bytes;
 use std::os::unix::fs::PermissionsExt;
 
 fn digest(byte: u8) -> Digest {
@@ -12,7 +13,7 @@ fn source(content: &[u8]) -> (tempfile::NamedTempFile, File) {
     (f, reopened)
 }
 
-const NOTHING: Finisher<'static> = &|_| Ok(());
+const NOTHING: &dyn ObjectPolicy = &|_: &File, _: &Digest| Ok(());
 
 #[test]
 fn stores_once_with_mode_and_layout() {
@@ -62,19 +63,19 @@ fn finisher_errors_publish_nothing() {
     let store = ObjectDir::create(tmp.path()).unwrap();
     let (_keep, src) = source(b"data");
     let d = digest(7);
-    let fail: Finisher<'_> = &|_| Err(io::Error::other("refused"));
-    assert!(store.copy_from(&src, &d, fail).is_err());
+    let fail = |_: &File, _: &Digest| Err(io::Error::other("refused"));
+    assert!(store.copy_from(&src, &d, &fail).is_err());
     assert!(!store.contains(&d).unwrap());
     // The finisher sees the complete content, read-only.
     let seen = std::sync::Mutex::new(Vec::new());
-    let check: Finisher<'_> = &|f| {
+    let check = |f: &File, _: &Digest| {
         let mut v = Vec::new();
         let mut f = f;
         f.read_to_end(&mut v)?;
         *seen.lock().unwrap() = v;
         Ok(())
     };
-    store.copy_from(&src, &d, check).unwrap();
+    store.copy_from(&src, &d, &check).unwrap();
     assert_eq!(*seen.lock().unwrap(), b"data");
 }
 
@@ -110,15 +111,15 @@ fn named_tempfile_fallback_publishes_atomically() {
     let d = digest(0x11);
     let rel = d.object_path();
     let subdir = store.open_subdir(&rel[..2]).unwrap();
-    let r = store
-        .publish_named(&src, &subdir, &rel[3..], NOTHING)
-        .unwrap();
-    assert_eq!(r, Stored::Written);
+    let via_named = || {
+        let mut tmp = store.named_temp().unwrap();
+        copy_content(&src, tmp.file_mut()).unwrap();
+        let sealed = store.seal(tmp, &d, &subdir, NOTHING).unwrap();
+        store.publish(sealed, &subdir, &rel[3..], false).unwrap()
+    };
+    assert_eq!(via_named(), Stored::Written);
     assert_eq!(read_object(&store, &d).unwrap(), b"fallback");
-    let r = store
-        .publish_named(&src, &subdir, &rel[3..], NOTHING)
-        .unwrap();
-    assert_eq!(r, Stored::Existing);
+    assert_eq!(via_named(), Stored::Existing);
     let names: Vec<_> = std::fs::read_dir(store.path().join(&rel[..2]))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -131,4 +132,162 @@ fn named_tempfile_fallback_publishes_atomically() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(root.len(), 1, "{root:?}");
+}
+
+/// A policy that refuses every existing object and counts seals.
+struct Distrust {
+    seals: std::sync::atomic::AtomicUsize,
+    busy_first: bool,
+    sealed_inodes: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Distrust {
+    fn new(busy_first: bool) -> Self {
+        Distrust {
+            seals: Default::default(),
+            busy_first,
+            sealed_inodes: Default::default(),
+        }
+    }
+}
+
+impl ObjectPolicy for Distrust {
+    fn seal(&self, file: &File, _: &Digest) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        self.sealed_inodes
+            .lock()
+            .unwrap()
+            .push(file.metadata()?.ino());
+        let n = self.seals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.busy_first && n == 0 {
+            return Err(io::Error::new(io::ErrorKind::ExecutableFileBusy, "busy"));
+        }
+        Ok(())
+    }
+
+    fn existing_is_sound(&self, _: &File, _: &Digest, _: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
+fn only_entry_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn damaged_existing_objects_are_replaced_atomically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ObjectDir::create(tmp.path()).unwrap();
+    let d = digest(0x42);
+    let path = store.path().join(d.object_path());
+    // A sound object is kept as it is.
+    let (_keep, src) = source(b"good content");
+    assert_eq!(store.copy_from(&src, &d, NOTHING).unwrap(), Stored::Written);
+    std::fs::write(&path, b"bad").unwrap();
+    assert_eq!(
+        store.copy_from(&src, &d, NOTHING).unwrap(),
+        Stored::Existing
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"bad");
+    // A policy that finds it unsound has it replaced, by copy or by writing.
+    let distrust = Distrust::new(false);
+    assert_eq!(store.check(&d, 12, &distrust).unwrap(), Existing::Damaged);
+    assert_eq!(
+        store.copy_from(&src, &d, &distrust).unwrap(),
+        Stored::Repaired
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"good content");
+    std::fs::write(&path, b"bad again").unwrap();
+    let d2 = digest_bytes(Algorithm::Sha256, b"good content");
+    let path2 = store.path().join(d2.object_path());
+    std::fs::create_dir_all(path2.parent().unwrap()).unwrap();
+    std::fs::write(&path2, b"wrong").unwrap();
+    let (found, stored) = store
+        .write_new(&b"good content"[..], Algorithm::Sha256, &distrust)
+        .unwrap();
+    assert_eq!((found, stored), (d2, Stored::Repaired));
+    assert_eq!(std::fs::read(&path2).unwrap(), b"good content");
+    // Not a regular file: damaged whatever the policy says (never opened).
+    for make in [
+        |p: &Path| std::os::unix::fs::symlink("/etc/passwd", p).unwrap(),
+        |p: &Path| std::fs::create_dir(p).unwrap(),
+        |p: &Path| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                p,
+                rustix::fs::FileType::Fifo,
+                Mode::from_raw_mode(0o644),
+                0,
+            )
+            .unwrap()
+        },
+    ] {
+        let is_dir;
+        {
+            std::fs::remove_file(&path).unwrap_or_else(|_| std::fs::remove_dir(&path).unwrap());
+            make(&path);
+            is_dir = path.is_dir() && !path.is_symlink();
+        }
+        assert_eq!(store.check(&d, 12, NOTHING).unwrap(), Existing::Damaged);
+        let r = store.copy_from(&src, &d, NOTHING);
+        if is_dir {
+            // A directory cannot be replaced by a rename: an error, not a loss.
+            assert!(r.is_err(), "{r:?}");
+            std::fs::remove_dir(&path).unwrap();
+            std::fs::write(&path, b"x").unwrap();
+        } else {
+            assert_eq!(r.unwrap(), Stored::Repaired);
+            assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+            assert_eq!(std::fs::read(&path).unwrap(), b"good content");
+        }
+    }
+    // No temporary names are left anywhere.
+    assert_eq!(
+        only_entry_names(store.path()),
+        ["42", &d2.object_path()[..2]]
+    );
+    assert_eq!(only_entry_names(&store.path().join("42")).len(), 1);
+}
+
+#[test]
+fn a_busy_file_is_sealed_as_a_fresh_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ObjectDir::create(tmp.path()).unwrap();
+    let (_keep, src) = source(&[5u8; 100_000]);
+    let d = digest(0x77);
+    let policy = Distrust::new(true);
+    assert_eq!(store.copy_from(&src, &d, &policy).unwrap(), Stored::Written);
+    let inodes = policy.sealed_inodes.lock().unwrap().clone();
+    assert_eq!(inodes.len(), 2, "sealed twice");
+    assert_ne!(inodes[0], inodes[1], "the second seal is on a copy");
+    use std::os::unix::fs::MetadataExt;
+    let published = std::fs::metadata(store.path().join(d.object_path()))
+        .unwrap()
+        .ino();
+    assert_eq!(published, inodes[1], "the copy is what gets published");
+    assert_eq!(read_object(&store, &d).unwrap(), vec![5u8; 100_000]);
+    // The same through write_new.
+    let policy = Distrust::new(true);
+    let (d2, stored) = store
+        .write_new(&[6u8; 5000][..], Algorithm::Sha512, &policy)
+        .unwrap();
+    assert_eq!(stored, Stored::Written);
+    assert_eq!(policy.seals.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(read_object(&store, &d2).unwrap(), vec![6u8; 5000]);
+    // A second ETXTBSY (on the copy) is an error, and nothing is published.
+    struct AlwaysBusy;
+    impl ObjectPolicy for AlwaysBusy {
+        fn seal(&self, _: &File, _: &Digest) -> io::Result<()> {
+            Err(io::Error::new(io::ErrorKind::ExecutableFileBusy, "busy"))
+        }
+    }
+    let d3 = digest(0x78);
+    let e = store.copy_from(&src, &d3, &AlwaysBusy).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ExecutableFileBusy);
+    assert!(!store.contains(&d3).unwrap());
 }

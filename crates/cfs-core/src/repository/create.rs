@@ -148,10 +148,9 @@ impl Repository {
                 version: v,
             });
         }
-        let finish = |f: &std::fs::File, d: &Digest| self.finish_object(f, d);
         let store = Store {
             objects: self.objects(),
-            finish: &finish,
+            policy: self,
         };
         let fs = read_directory_tree(dir, self.algorithm(), opts, Some(store), progress)?;
         self.write_image_versions(&fs, name, &versions)

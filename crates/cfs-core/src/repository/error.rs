@@ -94,8 +94,30 @@ pub enum RepoError {
         /// Why.
         reason: &'static str,
     },
+    /// An image to import references objects named with another digest
+    /// algorithm than the repository's (it could never be mounted from it).
+    #[error(
+        "{}: the image references {image} objects (e.g. {example}) but this is a {repository} repository; \
+         import it into a repository created with the image's algorithm",
+        path.display()
+    )]
+    ImageAlgorithm {
+        /// The image (`<input>` for a stream).
+        path: PathBuf,
+        /// The algorithm of the image's object references.
+        image: crate::verity::Algorithm,
+        /// The repository's algorithm.
+        repository: crate::verity::Algorithm,
+        /// One offending reference.
+        example: String,
+    },
     /// An object's content does not have the digest it is stored under.
-    #[error("{}: fs-verity content mismatch: expected {expected}, found {found}", path.display())]
+    #[error(
+        "{}: fs-verity content mismatch: expected {}, found {}",
+        path.display(),
+        expected.to_prefixed(),
+        found.to_prefixed()
+    )]
     DigestMismatch {
         /// The object path.
         path: PathBuf,

@@ -341,7 +341,7 @@ impl Repository {
         if measured == *expected {
             (size, None)
         } else {
-            let measured = measured.to_hex();
+            let measured = measured.to_prefixed();
             (size, Some(Problem::ObjectDigestMismatch { path, measured }))
         }
     }
@@ -514,7 +514,7 @@ impl Repository {
             if measured != *digest {
                 report.push(Problem::ObjectDigestMismatch {
                     path: paths::object_path(digest),
-                    measured: measured.to_hex(),
+                    measured: measured.to_prefixed(),
                 });
                 return true;
             }

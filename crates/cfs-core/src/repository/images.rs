@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::io::Read;
 
-use crate::erofs::reader::{Image, ReadOptions, referenced_objects};
+use crate::erofs::reader::{Image, ObjectRef, ReadOptions, referenced_objects};
 use crate::tree::FileSystem;
 use crate::verity::{Digest, digest_bytes};
 
@@ -66,15 +66,48 @@ impl Repository {
             path: "<input>".into(),
             source,
         })?;
-        referenced_objects(&image, &ReadOptions::default()).map_err(|source| RepoError::Image {
-            path: "<input>".into(),
-            source,
+        let refs = referenced_objects(&image, &ReadOptions::default()).map_err(|source| {
+            RepoError::Image {
+                path: "<input>".into(),
+                source,
+            }
         })?;
+        self.check_reference_algorithms(&refs)?;
         let digest = self.commit_image_object(&data)?;
         if let Some(name) = name {
             self.set_link(&image_ref_path(name), &image_path(&digest))?;
         }
         Ok(digest)
+    }
+
+    /// Refuses references whose digest (metacopy) or object name (redirect)
+    /// belongs to another algorithm than the repository's.
+    fn check_reference_algorithms(&self, refs: &[ObjectRef<'_>]) -> Result<()> {
+        for r in refs {
+            let from_name = r
+                .payload
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .and_then(|p| Digest::from_object_path(p).ok());
+            for (digest, shown) in [
+                (r.digest, r.digest.map(|d| d.to_prefixed())),
+                (
+                    from_name,
+                    r.payload.map(|p| String::from_utf8_lossy(p).into_owned()),
+                ),
+            ] {
+                if let (Some(d), Some(shown)) = (digest, shown)
+                    && d.algorithm() != self.algorithm()
+                {
+                    return Err(RepoError::ImageAlgorithm {
+                        path: "<input>".into(),
+                        image: d.algorithm(),
+                        repository: self.algorithm(),
+                        example: shown,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stores image bytes as an object, syncs (the barrier for the objects

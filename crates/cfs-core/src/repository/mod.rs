@@ -141,7 +141,34 @@ impl Repository {
                 ),
             });
         }
+        // What this call creates, deepest first, so that a failure can take
+        // it away again: a failed init leaves nothing behind.
+        let created: Vec<PathBuf> = path
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+            .map(Path::to_path_buf)
+            .collect();
         mkdir_all(path)?;
+        let mut made_objects = false;
+        let result = Self::init_in(path, opts, &mut made_objects);
+        if result.is_err() {
+            if made_objects {
+                let _ = std::fs::remove_dir(path.join(paths::OBJECTS));
+            }
+            for dir in &created {
+                // Only empty directories go: anything another process put
+                // there meanwhile stays.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        result
+    }
+
+    fn init_in(
+        path: &Path,
+        opts: &InitOptions,
+        made_objects: &mut bool,
+    ) -> Result<(Repository, Initialized)> {
         let dir = open_dir(path)?;
         lock::lock_shared(dir.as_fd()).map_err(|e| RepoError::io(path, e))?;
         let wanted = Meta::new(opts.algorithm, opts.erofs_version);
@@ -178,7 +205,11 @@ impl Repository {
                 Initialized::Existing,
             ));
         }
-        mkdir_at(&dir, path, paths::OBJECTS)?;
+        match rustix::fs::mkdirat(&dir, paths::OBJECTS, Mode::from_raw_mode(0o755)) {
+            Ok(()) => *made_objects = true,
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(RepoError::io(path.join(paths::OBJECTS), e)),
+        }
         write_meta(&dir, path, &wanted, !opts.insecure)?;
         drop(dir);
         Ok((
@@ -606,3 +637,5 @@ mod tests;
 mod tests_fsck;
 #[cfg(test)]
 mod tests_gc;
+#[cfg(test)]
+mod tests_verity;

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 
-use crate::objects::Stored;
+use crate::objects::{Existing, ObjectPolicy, Stored};
 use crate::verity::{
     Digest, VerityError, digest_bytes, digest_file, enable_verity, measure_verity,
 };
@@ -24,7 +24,10 @@ const ENABLE_ATTEMPTS: u32 = 4;
 impl Repository {
     /// The check run on every new object before it is published: enable
     /// fs-verity (required in secure repositories) and, where enabled,
-    /// compare the kernel's measurement with `expected`.
+    /// compare the kernel's measurement with `expected`. ETXTBSY that
+    /// persists through a few short retries is returned as
+    /// [`io::ErrorKind::ExecutableFileBusy`], on which the object store
+    /// seals a fresh copy instead.
     pub fn finish_object(&self, file: &File, expected: &Digest) -> io::Result<()> {
         let mut attempt = 0;
         let enabled = loop {
@@ -44,7 +47,9 @@ impl Repository {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "fs-verity content mismatch: expected {expected}, kernel measured {found}"
+                        "fs-verity content mismatch: expected {}, kernel measured {}",
+                        expected.to_prefixed(),
+                        found.to_prefixed()
                     ),
                 ));
             }
@@ -52,17 +57,29 @@ impl Repository {
         Ok(())
     }
 
-    /// Stores the content of `file` (from its start) unless present; returns
-    /// its digest. The digest is computed first (on all CPUs for large
-    /// files), so content already in the repository is never copied.
+    /// Whether an object already stored under `digest` is sound: with
+    /// fs-verity, its measurement must be `digest`; without, it is damaged
+    /// in a secure repository, and in an insecure one it must have `size`
+    /// bytes (its content is not re-hashed: that is `fsck`'s job).
+    pub fn object_is_sound(&self, file: &File, digest: &Digest, size: u64) -> io::Result<bool> {
+        match measure_verity(file.as_fd()) {
+            Ok(found) => Ok(found == *digest),
+            Err(e) if e.is_missing() => Ok(!self.secure && file.metadata()?.len() == size),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores the content of `file` (from its start) unless a sound object
+    /// has it (a damaged one is replaced); returns its digest. The digest is
+    /// computed first (on all CPUs for large files), so content already in
+    /// the repository is never copied.
     pub fn ensure_object_from_file(&self, file: &File) -> Result<(Digest, Stored)> {
         self.check_writable()?;
         let digest = digest_file(self.algorithm, file, 0)
             .map_err(|e| RepoError::io(self.objects.path(), e))?;
-        let finish = |f: &File| self.finish_object(f, &digest);
         let stored = self
             .objects
-            .copy_from(file, &digest, &finish)
+            .copy_from(file, &digest, self)
             .map_err(|e| RepoError::io(self.display(&paths::object_path(&digest)), e))?;
         Ok((digest, stored))
     }
@@ -70,23 +87,25 @@ impl Repository {
     /// Stores data read from `src` in one pass (hashing while writing).
     pub fn ensure_object_from_reader(&self, src: impl Read) -> Result<(Digest, Stored)> {
         self.check_writable()?;
-        let finish = |f: &File, d: &Digest| self.finish_object(f, d);
         self.objects
-            .write_new(src, self.algorithm, &finish)
+            .write_new(src, self.algorithm, self)
             .map_err(|e| RepoError::io(self.objects.path(), e))
     }
 
-    /// Stores `data` unless present.
+    /// Stores `data` unless a sound object has it.
     pub fn ensure_object_bytes(&self, data: &[u8]) -> Result<(Digest, Stored)> {
         self.check_writable()?;
         let digest = digest_bytes(self.algorithm, data);
-        if self.has_object(&digest)? {
+        let existing = self
+            .objects
+            .check(&digest, data.len() as u64, self)
+            .map_err(|e| RepoError::io(self.display(&paths::object_path(&digest)), e))?;
+        if existing == Existing::Sound {
             return Ok((digest, Stored::Existing));
         }
-        let finish = |f: &File, d: &Digest| self.finish_object(f, d);
         let (found, stored) = self
             .objects
-            .write_new(data, self.algorithm, &finish)
+            .write_new(data, self.algorithm, self)
             .map_err(|e| RepoError::io(self.objects.path(), e))?;
         debug_assert_eq!(found, digest);
         Ok((found, stored))
@@ -158,5 +177,17 @@ impl Repository {
             .read_to_end(&mut data)
             .map_err(|e| RepoError::io(&path, e))?;
         Ok(data)
+    }
+}
+
+/// A repository seals objects with [`Repository::finish_object`] and judges
+/// existing ones with [`Repository::object_is_sound`].
+impl ObjectPolicy for Repository {
+    fn seal(&self, file: &File, digest: &Digest) -> io::Result<()> {
+        self.finish_object(file, digest)
+    }
+
+    fn existing_is_sound(&self, file: &File, digest: &Digest, size: u64) -> io::Result<bool> {
+        self.object_is_sound(file, digest, size)
     }
 }

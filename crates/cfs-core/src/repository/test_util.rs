@@ -21,6 +21,19 @@ pub(super) fn init(path: &Path, alg: Algorithm) -> Repository {
     Repository::init(path, &opts).unwrap().0
 }
 
+/// Changes an object's content the way a disk error or an attacker could:
+/// the bytes are read, changed by `change`, and written to a new file that
+/// replaces the object. (Objects with fs-verity are immutable, so changing
+/// them in place fails with EPERM on filesystems with verity support; a
+/// replacement works on every filesystem.)
+pub(super) fn tamper(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut data = std::fs::read(path).unwrap();
+    change(&mut data);
+    let tmp = path.with_extension("tampered");
+    std::fs::write(&tmp, &data).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Stores `data` as an object; returns its digest and size.
 pub(super) fn object(repo: &Repository, data: &[u8]) -> (Digest, u64) {
     (repo.ensure_object_bytes(data).unwrap().0, data.len() as u64)

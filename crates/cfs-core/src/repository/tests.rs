@@ -68,7 +68,15 @@ fn secure_init_without_kernel_verity_is_a_clear_error() {
     let err = Repository::init(&tmp.path().join("r"), &InitOptions::default()).unwrap_err();
     assert!(matches!(err, RepoError::VerityUnsupported { .. }), "{err}");
     assert!(err.to_string().contains("--insecure"), "{err}");
-    assert!(!tmp.path().join("r/meta.json").exists());
+    // Nothing is left behind: not the directory, nor its missing parents…
+    assert!(!tmp.path().join("r").exists());
+    let err = Repository::init(&tmp.path().join("a/b/r"), &InitOptions::default()).unwrap_err();
+    assert!(matches!(err, RepoError::VerityUnsupported { .. }), "{err}");
+    assert!(!tmp.path().join("a").exists());
+    // …and an existing directory stays as it was (empty).
+    std::fs::create_dir(tmp.path().join("e")).unwrap();
+    Repository::init(&tmp.path().join("e"), &InitOptions::default()).unwrap_err();
+    assert_eq!(std::fs::read_dir(tmp.path().join("e")).unwrap().count(), 0);
 }
 
 #[test]
@@ -328,9 +336,7 @@ fn images_are_written_named_resolved_and_listed() {
     );
     // A corrupted image object is refused when opened by digest.
     let obj = tmp.path().join(paths::object_path(&digest));
-    let mut data = std::fs::read(&obj).unwrap();
-    data[100] ^= 1;
-    std::fs::write(&obj, &data).unwrap();
+    super::test_util::tamper(&obj, |data| data[100] ^= 1);
     let err = repo.open_image(&digest.to_hex()).unwrap_err();
     assert!(matches!(err, RepoError::DigestMismatch { .. }), "{err}");
 }
@@ -351,4 +357,16 @@ fn import_image_validates_and_names() {
     let data = image_bytes(&fs, 1).unwrap();
     let d = repo.import_image(&data[..], Some("empty")).unwrap();
     assert_eq!(repo.resolve_image("empty").unwrap(), d);
+    // An image whose references use SHA-512 names, into this SHA-256 repository.
+    let other = super::test_util::image_fs(&[(crate::verity::Digest::sha512([7; 64]), 100)]);
+    let data = image_bytes(&other, 1).unwrap();
+    let err = repo.import_image(&data[..], Some("other")).unwrap_err();
+    assert!(matches!(err, RepoError::ImageAlgorithm { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("references sha512 objects (e.g. sha512:0707"),
+        "{msg}"
+    );
+    assert!(msg.contains("this is a sha256 repository"), "{msg}");
+    assert!(!tmp.path().join("images/refs/other").exists());
 }

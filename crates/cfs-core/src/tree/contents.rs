@@ -29,7 +29,7 @@ use super::from_dir::{Opened, scan_directory_with};
 use super::{
     ExternalFile, FileRef, InodeId, InodeKind, RegularFile, ScanError, ScanOptions, ScannedTree,
 };
-use crate::objects::{ObjectDir, Stored};
+use crate::objects::{ObjectDir, ObjectPolicy};
 use crate::sys::file_map::FileMap;
 use crate::verity::{Algorithm, Digest, FsVerityHasher, enable_verity, resolve_threads};
 
@@ -99,14 +99,15 @@ pub enum BuildError {
     Content(#[from] ContentError),
 }
 
-/// Where [`build_from_directory_into`] stores external files, and the check
-/// each new object passes before it is published (e.g. enabling fs-verity).
+/// Where [`build_from_directory_into`] stores external files, and the
+/// policy that seals each new object before it is published (e.g. enabling
+/// fs-verity) and judges existing ones.
 #[derive(Clone, Copy)]
 pub struct Store<'a> {
     /// The object directory.
     pub objects: &'a ObjectDir,
-    /// Runs on each new object (opened read-only) with its digest.
-    pub finish: &'a (dyn Fn(&File, &Digest) -> io::Result<()> + Sync),
+    /// Seals new objects, judges existing ones.
+    pub policy: &'a dyn ObjectPolicy,
 }
 
 impl std::fmt::Debug for Store<'_> {
@@ -154,7 +155,7 @@ pub fn build_from_directory(
     let finish = best_effort_verity(opts.algorithm);
     let store_ref = store.as_ref().map(|objects| Store {
         objects,
-        finish: &finish,
+        policy: &finish,
     });
     build_from_directory_into(root, scan, opts, store_ref, None)
 }
@@ -219,7 +220,7 @@ pub fn read_contents(scan: &mut ScannedTree, opts: &ContentOptions) -> Result<()
     let finish = best_effort_verity(opts.algorithm);
     let store_ref = store.as_ref().map(|objects| Store {
         objects,
-        finish: &finish,
+        policy: &finish,
     });
     let files = std::mem::take(&mut scan.files);
     let result = run_pool(opts, store_ref, None, |send| {
@@ -386,15 +387,14 @@ fn process(
             expected: job.size,
         })?;
     if let Some(store) = store {
-        let finish = |f: &File| (store.finish)(f, &digest);
         let stored = store
             .objects
-            .copy_from(&job.file, &digest, &finish)
+            .copy_from(&job.file, &digest, store.policy)
             .map_err(|source| ContentError::Store {
                 path: job.path.clone(),
                 source,
             })?;
-        if let (Some(p), Stored::Written) = (progress, stored) {
+        if let Some(p) = progress.filter(|_| stored.wrote()) {
             p.stored.fetch_add(1, Ordering::Relaxed);
             p.stored_bytes.fetch_add(job.size, Ordering::Relaxed);
         }

@@ -177,6 +177,12 @@ impl Digest {
         s
     }
 
+    /// `<algorithm>:<hex>`, e.g. `sha512:3a7b…`, the form of `fsverity digest`
+    /// (for messages that must say which algorithm a digest belongs to).
+    pub fn to_prefixed(&self) -> String {
+        format!("{}:{}", self.algorithm(), self.to_hex())
+    }
+
     /// The object-store path `XX/<rest>` of this digest.
     pub fn object_path(&self) -> String {
         let bytes = self.as_bytes();

@@ -300,7 +300,7 @@ pub fn import_layer(
         }
         .map_err(io::Error::other)?;
         match stored {
-            Stored::Written => {
+            Stored::Written | Stored::Repaired => {
                 written += 1;
                 bytes_written += size;
             }

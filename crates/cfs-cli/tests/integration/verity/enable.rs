@@ -29,13 +29,21 @@ fn enable_verity_error_cases() {
     ));
 
     // A writable descriptor anywhere on the file: ETXTBSY.
-    let writer = File::options().write(true).open(&path).unwrap();
+    let writer = File::options().read(true).write(true).open(&path).unwrap();
     let e = enable_verity(ro.as_fd(), Algorithm::Sha512).unwrap_err();
     assert!(matches!(e, VerityError::OpenForWrite), "{e:?}");
-    // Enabling through the writable descriptor itself is refused the same way.
+    // Enabling through a read-write descriptor is refused the same way…
     let e = enable_verity(writer.as_fd(), Algorithm::Sha512).unwrap_err();
     assert!(matches!(e, VerityError::OpenForWrite), "{e:?}");
     drop(writer);
+    // …and through a write-only one with EBADF (the kernel wants to read).
+    let write_only = File::options().write(true).open(&path).unwrap();
+    let e = enable_verity(write_only.as_fd(), Algorithm::Sha512).unwrap_err();
+    match &e {
+        VerityError::Io(io) => assert_eq!(io.raw_os_error(), Some(9), "{e:?}"),
+        other => panic!("expected EBADF, got {other:?}"),
+    }
+    drop(write_only);
 
     // Held open for writing by another process: the same.
     let mut child = Command::new("sh")
