@@ -1,14 +1,18 @@
 //! A guest run: initramfs + data disks + QEMU, with the test suites to run
 //! inside and the report they produce.
 //!
-//! The guest boots the Debian kernel with a busybox initramfs (`init.sh`
-//! plus a generated plan), loads the modules the tests need, mounts the
-//! host's root read-only over 9p as its own root (so host-built test
-//! binaries, `CARGO_BIN_EXE_*` paths, fixtures and tools such as
-//! `fsck.erofs` are found at their host paths, with nothing copied), mounts
-//! the data disks over it (by default an ext4 with the `verity` feature at
-//! `/tmp`), runs each suite under `timeout`, reports on a virtio port and
-//! powers off. The host kills a guest that exceeds its time limit.
+//! The guest boots the Debian kernel with a busybox initramfs. Stage 1
+//! (`init.sh`) loads the modules the tests need and builds the guest's root:
+//! the host's `/` shared read-only over 9p, under an overlay whose upper
+//! layer is a tmpfs — so host-built test binaries, `CARGO_BIN_EXE_*` paths,
+//! fixtures and tools such as `fsck.erofs` or `skopeo` are found at their
+//! host paths with nothing copied, and tests may write anywhere (`/sbin`,
+//! `/var/tmp`) without touching the host. The data disks are mounted over it
+//! (by default an ext4 with the `verity` feature at `/tmp`, one without at
+//! `/mnt`), and `switch_root` makes it the real root (user namespaces are
+//! refused in a chroot). Stage 2 (`plan.sh` plus the generated suites) runs
+//! each suite under `timeout`, reports on a virtio port and powers off. The
+//! host kills a guest that exceeds its time limit.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -199,18 +203,25 @@ impl Guest {
             list.push('\n');
         }
         a.file("etc/cfs-vm/modules", 0o644, list.into_bytes());
-        a.file("init", 0o755, self.init_script().into_bytes());
+        a.file("etc/cfs-vm/disks", 0o644, self.disk_list().into_bytes());
+        a.file("etc/cfs-vm/plan.sh", 0o644, self.plan_script().into_bytes());
+        a.file("init", 0o755, include_bytes!("init.sh").to_vec());
         Ok(a)
     }
 
-    /// `init.sh` followed by the plan for this guest.
-    pub fn init_script(&self) -> String {
-        let mut s = include_str!("init.sh").to_owned();
-        s.push_str("host_root\n");
+    /// `/etc/cfs-vm/disks`: `DEVICE MOUNTPOINT` per data disk.
+    pub fn disk_list(&self) -> String {
+        let mut s = String::new();
         for (i, d) in self.disks.iter().enumerate() {
             let dev = format!("/dev/vd{}", char::from(b'a' + i as u8));
-            s.push_str(&format!("disk {dev} {}\n", quote(&d.mount_at)));
+            s.push_str(&format!("{dev} {}\n", d.mount_at));
         }
+        s
+    }
+
+    /// Stage 2 of the guest: `plan.sh` followed by this guest's suites.
+    pub fn plan_script(&self) -> String {
+        let mut s = include_str!("plan.sh").to_owned();
         for suite in &self.suites {
             let mut env: Vec<(String, String)> = vec![
                 ("PATH".into(), GUEST_PATH.into()),
@@ -454,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn init_script_runs_the_plan_in_order() {
+    fn plan_runs_the_suites_in_order() {
         let kernel = Kernel {
             release: "r".into(),
             package_version: "v".into(),
@@ -473,15 +484,13 @@ mod tests {
             env: vec![("A".into(), "b c".into())],
             timeout: Duration::from_secs(60),
         });
-        let s = g.init_script();
+        assert_eq!(g.disk_list(), "/dev/vda /tmp\n/dev/vdb /mnt\n");
+        let s = g.plan_script();
         let plan = &s[s.find("# --- plan ---").unwrap()..];
         assert_eq!(
             plan.lines().collect::<Vec<_>>(),
             [
                 "# --- plan ---",
-                "host_root",
-                "disk /dev/vda '/tmp'",
-                "disk /dev/vdb '/mnt'",
                 "suite 'one' 60 '/w/crates/x' /usr/bin/env -i 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
                  'HOME=/tmp' 'TMPDIR=/tmp' 'USER=root' 'RUST_BACKTRACE=1' 'CARGO_MANIFEST_DIR=/w/crates/x' \
                  'CFS_TEST_VERITY=require' 'A=b c' '/w/target/debug/deps/x-1' '--exact' 'it'\\''s'",

@@ -1,7 +1,12 @@
 #!/bin/busybox sh
-# PID 1 of a cfs-vmtest guest (busybox ash). Sets the machine up, runs the
-# plan that cfs-vmtest appends below, reports on the virtio port named
-# "cfs-results" (lines starting with "@@cfs-vm "), and powers off.
+# PID 1 of a cfs-vmtest guest, stage 1 (busybox ash, in the initramfs).
+# Loads the modules, builds the new root — the host's / over 9p (read-only)
+# under an overlay with a tmpfs upper layer, so the guest may write
+# anywhere without touching the host — mounts the data disks listed in
+# /etc/cfs-vm/disks on it, and switches to it: stage 2 (/etc/cfs-vm/plan.sh)
+# runs the suites there. A real root (not a chroot) matters: the kernel
+# refuses user namespaces to chrooted processes.
+# Reports go to the virtio port named "cfs-results" ("@@cfs-vm " lines).
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -12,10 +17,9 @@ results=/dev/console
 for p in /sys/class/virtio-ports/*; do
     [ "$(cat "$p/name" 2>/dev/null)" = cfs-results ] && results="/dev/${p##*/}"
 done
-# The port admits one opener: open it once, as fd 3.
+# The port admits one opener: open it once, as fd 3 (inherited by stage 2).
 exec 3>"$results"
 
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
 say() { echo "@@cfs-vm $*" >&3; }
 die() {
     echo "cfs-vm: $*" >&2
@@ -28,44 +32,27 @@ while read -r m; do
     insmod "/lib/modules/$m.ko" || die "insmod $m failed"
 done </etc/cfs-vm/modules
 ip link set lo up || die "ip link set lo up failed"
-say "booted $(uptime_s) $(uname -r)"
+say "booted $(cut -d' ' -f1 /proc/uptime) $(uname -r)"
 
-# host_root: the host's / over 9p (read-only) as /newroot, with the guest's
-# own /proc, /sys, /dev, /run and a tmpfs /tmp (a disk may replace it).
-host_root() {
-    mkdir -p /newroot
-    mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 hostroot /newroot ||
-        die "mounting the host root over 9p failed"
-    mount -t proc proc /newroot/proc || die "mounting /newroot/proc failed"
-    mount -t sysfs sysfs /newroot/sys || die "mounting /newroot/sys failed"
-    mount -t devtmpfs devtmpfs /newroot/dev || die "mounting /newroot/dev failed"
-    mount -t tmpfs -o mode=0755 run /newroot/run || die "mounting /newroot/run failed"
-    mount -t tmpfs -o mode=1777 tmp /newroot/tmp || die "mounting /newroot/tmp failed"
-}
+mkdir -p /host /rw /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 hostroot /host ||
+    die "mounting the host root over 9p failed"
+mount -t tmpfs -o mode=0755 rw /rw && mkdir /rw/upper /rw/work || die "tmpfs for the overlay failed"
+mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work root /newroot ||
+    die "the overlay root failed"
+mount -t proc proc /newroot/proc || die "mounting /newroot/proc failed"
+mount -t sysfs sysfs /newroot/sys || die "mounting /newroot/sys failed"
+mount -t devtmpfs devtmpfs /newroot/dev || die "mounting /newroot/dev failed"
+mount -t tmpfs -o mode=0755 run /newroot/run || die "mounting /newroot/run failed"
+mount -t tmpfs -o mode=1777 tmp /newroot/tmp || die "mounting /newroot/tmp failed"
+# Data disks: "DEVICE MOUNTPOINT" lines, each an ext4, mode 1777.
+while read -r dev at; do
+    mkdir -p "/newroot$at" && mount -t ext4 "$dev" "/newroot$at" && chmod 1777 "/newroot$at" ||
+        die "mounting $dev on $at failed"
+done </etc/cfs-vm/disks
 
-# disk DEVICE MOUNTPOINT: mounts an ext4 disk inside the new root, mode 1777.
-disk() {
-    mount -t ext4 "$1" "/newroot$2" || die "mounting $1 on $2 failed"
-    chmod 1777 "/newroot$2"
-}
-
-# suite NAME TIMEOUT CWD ARGV...: runs ARGV in the new root from CWD, its
-# output on the results port, killed after TIMEOUT seconds.
-suite() {
-    name=$1
-    limit=$2
-    cwd=$3
-    shift 3
-    say "suite-begin $name $(uptime_s)"
-    timeout -s KILL "$limit" chroot /newroot /bin/sh -c 'cd "$0" && exec "$@"' "$cwd" "$@" >&3 2>&3 3>&-
-    rc=$?
-    say "suite-end $name $rc $(uptime_s)"
-}
-
-finish() {
-    sync
-    say "done $(uptime_s)"
-    poweroff -f
-}
-
-# --- plan ---
+mkdir -p /newroot/run/cfs-vm/bin
+cp /bin/busybox /newroot/run/cfs-vm/bin/busybox || die "copying busybox failed"
+cp /etc/cfs-vm/plan.sh /newroot/run/cfs-vm/plan.sh || die "copying the plan failed"
+exec switch_root /newroot /run/cfs-vm/bin/busybox sh /run/cfs-vm/plan.sh
+die "switch_root failed"

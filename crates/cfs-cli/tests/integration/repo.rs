@@ -258,6 +258,29 @@ fn init_new_existing_mismatch_ensure_reset() {
     }
 }
 
+#[test]
+fn failed_secure_init_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    if crate::verity::supports_verity(tmp.path()) {
+        // Secure init succeeds here; the guest's `verity::enable` tests
+        // check the refusal on a filesystem without fs-verity.
+        eprintln!(
+            "failed_secure_init_leaves_nothing: {} has fs-verity: skipped",
+            tmp.path().display()
+        );
+        return;
+    }
+    let repo = tmp.path().join("a/b/repo");
+    let err = fails(&run(cfsctl(&repo).arg("init")), 1);
+    assert!(err.contains("--insecure"), "{err}");
+    assert!(!tmp.path().join("a").exists(), "init left a/ behind");
+    let existing = tmp.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    fails(&run(cfsctl(&existing).arg("init")), 1);
+    assert_eq!(count_files(&existing), 0);
+    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+}
+
 fn count_files(dir: &Path) -> usize {
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {

@@ -35,15 +35,34 @@ pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
         Repository::reset_metadata(&path)
             .with_context(|| format!("Resetting metadata of repository at {shown}"))?;
     }
-    create_repo_dir(&path).with_context(|| format!("Initializing repository at {shown}"))?;
-    if args.ensure
-        && let Some(message) = ensure_existing(global, &path, args.algorithm)
-            .with_context(|| format!("Ensuring repository at {shown}"))?
-    {
-        return print(&format!("{message}\n"));
+    // A failed init leaves nothing behind: the directories it creates are
+    // removed again (only while empty).
+    let created: Vec<std::path::PathBuf> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    let result = (|| {
+        create_repo_dir(&path).with_context(|| format!("Initializing repository at {shown}"))?;
+        if args.ensure
+            && let Some(message) = ensure_existing(global, &path, args.algorithm)
+                .with_context(|| format!("Ensuring repository at {shown}"))?
+        {
+            return Ok(Outcome::Ensured(message));
+        }
+        Repository::init(&path, &opts)
+            .map(|(_repo, what)| Outcome::Initialized(what))
+            .with_context(|| format!("Initializing repository at {shown}"))
+    })();
+    if result.is_err() {
+        for dir in &created {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
-    let (_repo, what) = Repository::init(&path, &opts)
-        .with_context(|| format!("Initializing repository at {shown}"))?;
+    let what = match result? {
+        Outcome::Initialized(what) => what,
+        Outcome::Ensured(message) => return print(&format!("{message}\n")),
+    };
     match what {
         Initialized::Created => print(&format!(
             "Initialized composefs repository at {shown}\n  algorithm: {}\n  verity:    {}\n",
@@ -56,6 +75,13 @@ pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
         )),
         Initialized::Existing => print(&format!("Repository already initialized at {shown}\n")),
     }
+}
+
+/// What `init` did: initialised (or found) a repository, or `--ensure`
+/// accepted an existing one (with the message to print).
+enum Outcome {
+    Initialized(Initialized),
+    Ensured(String),
 }
 
 /// Creates the repository directory (mode 0700) and its parents.
