@@ -168,7 +168,7 @@ impl GuestReport {
             match s.status {
                 None => out.push(format!("suite {}: never finished", s.name)),
                 Some(0) => {}
-                Some(137) => out.push(format!("suite {}: killed at its time limit", s.name)),
+                Some(124 | 137) => out.push(format!("suite {}: killed at its time limit", s.name)),
                 Some(c) => out.push(format!("suite {}: exit status {c}", s.name)),
             }
             for (t, o) in &s.tests {

@@ -3,7 +3,9 @@
 //! QEMU guest on a Debian 6.12 kernel whose `/tmp` is an ext4 filesystem
 //! with the `verity` feature (and `/mnt` one without it).
 //!
-//! Two guests run at the same time (one vCPU each). Each test fails on any
+//! The two big guests run at the same time (one vCPU each; libtest starts
+//! the tests in name order, two at a time on two cores), the harness's own
+//! test after them. Each test fails on any
 //! guest failure: a failed or missing test, a suite that did not finish, a
 //! kernel panic, a guest that did not boot or overran its time limit.
 //!
@@ -135,8 +137,9 @@ fn guest(name: &str, kernel: &Kernel) -> Guest {
     g
 }
 
-/// The fs-verity tests of `integration` and every unit test of `cfs-core`
-/// (its repository and mount tests among them) on a filesystem with fs-verity.
+/// The fs-verity tests of `integration`, every unit test of `cfs-core` (its
+/// repository and mount tests among them), the import crash test and the
+/// drop-in tool tests, on a filesystem with fs-verity.
 #[test]
 fn guest_verity_and_core() {
     let Some((kernel, bins)) = prepared("guest_verity_and_core") else {
@@ -148,6 +151,12 @@ fn guest_verity_and_core() {
         .push(suite("verity", integration, &["verity::"], 15));
     let core = find(bins, "cfs-core", "cfs_core").unwrap();
     g.suites.push(suite("cfs-core", core, &[], 15));
+    // Repository crash safety (SIGKILLed imports) and the drop-in tools,
+    // with objects getting fs-verity.
+    for module in ["crash::", "cli::"] {
+        let name = format!("integration-{}", module.trim_end_matches("::"));
+        g.suites.push(suite(&name, integration, &[module], 15));
+    }
     let report = run_and_check(&g);
     let verity = &report.suites[0];
     assert!(
@@ -157,7 +166,8 @@ fn guest_verity_and_core() {
     );
 }
 
-/// The privileged CLI tests (mounts, repositories, OCI) on the guest kernel.
+/// The privileged CLI tests (mounts, repositories, OCI, SIGKILLed pulls) on
+/// the guest kernel.
 #[test]
 fn guest_privileged_cli() {
     let Some((kernel, bins)) = prepared("guest_privileged_cli") else {
@@ -179,4 +189,68 @@ fn guest_privileged_cli() {
     let oci = find(bins, "cfs-oci", "cfs_oci").unwrap();
     g.suites.push(suite("cfs-oci", oci, &[], 15));
     run_and_check(&g);
+}
+
+/// The harness itself: a failed test, a suite over its time limit and a
+/// kernel panic are each reported; a guest over the run's time limit is
+/// killed and reported.
+#[test]
+fn harness_reports_every_failure() {
+    let Some((kernel, _)) = prepared("harness_reports_every_failure") else {
+        return;
+    };
+    let sh = |name: &str, script: &str, secs: u64| Suite {
+        name: name.into(),
+        cwd: "/".into(),
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: Vec::new(),
+        timeout: Duration::from_secs(secs),
+    };
+    let mut g = Guest::new("failures", kernel.clone());
+    g.disks.truncate(1);
+    g.suites = vec![
+        sh(
+            "fails",
+            "echo 'test a ... ok'; echo 'test b ... FAILED'; exit 101",
+            60,
+        ),
+        sh("slow", "sleep 600", 2),
+        sh("panics", "echo c > /proc/sysrq-trigger; sleep 60", 120),
+        sh("never", "echo 'test c ... ok'", 60),
+    ];
+    let r = g.run().unwrap();
+    let failures = r.failures();
+    let expected = [
+        "suite fails: exit status 101",
+        "suite fails: test b FAILED",
+        "suite slow: killed at its time limit",
+        "suite panics: never finished",
+        "guest did not reach the end of its plan",
+    ];
+    for e in expected {
+        assert!(
+            failures.iter().any(|f| f == e),
+            "missing {e:?} in {failures:#?}"
+        );
+    }
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.starts_with("guest kernel: ") && f.contains("Kernel panic")),
+        "{failures:#?}\n{}",
+        r.console
+    );
+    assert!(r.suites.iter().all(|s| s.name != "never"));
+
+    let mut g = Guest::new("timeout", kernel.clone());
+    g.disks.clear();
+    g.suites = vec![sh("hangs", "sleep 600", 900)];
+    g.timeout = Duration::from_secs(25);
+    let r = g.run().unwrap();
+    assert_eq!(r.killed.as_deref(), Some("time limit of 25 s reached"));
+    assert!(
+        r.failures()
+            .iter()
+            .any(|f| f == "guest killed: time limit of 25 s reached")
+    );
 }
