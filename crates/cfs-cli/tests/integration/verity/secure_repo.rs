@@ -89,31 +89,85 @@ pub(crate) fn assert_fsck_clean(repo: &Path) {
     assert_eq!(v["ok"], true, "{json}");
 }
 
+/// A secure repository on a verity filesystem, a source tree (see
+/// [`make_source`]) and an empty mountpoint.
+pub(crate) struct Secure {
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) repo: PathBuf,
+    pub(crate) src: PathBuf,
+    pub(crate) mnt: PathBuf,
+    pub(crate) files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Secure {
+    /// `None` (skip) where fs-verity is not available; see [`verity_tmp`].
+    pub(crate) fn new(test: &str, seed: u64) -> Option<Secure> {
+        let tmp = verity_tmp(test)?;
+        let (repo, src, mnt) = (
+            tmp.path().join("repo"),
+            tmp.path().join("src"),
+            tmp.path().join("mnt"),
+        );
+        std::fs::create_dir(&mnt).unwrap();
+        let files = make_source(&src, seed);
+        cfs_ok(&repo, &["init"]);
+        Some(Secure {
+            tmp,
+            repo,
+            src,
+            mnt,
+            files,
+        })
+    }
+
+    /// `create-image SRC NAME`; the image id's hex.
+    pub(crate) fn create_image(&self, name: &str) -> String {
+        image_hex(&cfs_ok(
+            &self.repo,
+            &["create-image", self.src.to_str().unwrap(), name],
+        ))
+    }
+
+    /// Mounts image `name`, checks it uses `verity=require` and shows every
+    /// source file's content, and unmounts.
+    pub(crate) fn assert_mount_reads_source(&self, name: &str) {
+        cfs_ok(&self.repo, &["mount", name, self.mnt.to_str().unwrap()]);
+        let _guard = Mounted(self.mnt.clone());
+        let line = mount_line(&self.mnt);
+        assert!(line.contains("verity=require"), "{line}");
+        for (path, content) in &self.files {
+            assert_eq!(
+                &std::fs::read(self.mnt.join(path)).unwrap(),
+                content,
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn secure_repository_create_image_and_pull_verify_every_object() {
-    let Some(tmp) = verity_tmp("secure_repository_create_image_and_pull_verify_every_object")
-    else {
+    let Some(f) = Secure::new(
+        "secure_repository_create_image_and_pull_verify_every_object",
+        1,
+    ) else {
         return;
     };
-    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
-    let files = make_source(&src, 1);
-    cfs_ok(&repo, &["init"]);
+    let repo = &f.repo;
     // meta.json carries fs-verity: the repository is secure.
     let meta = measured(&repo.join("meta.json")).expect("meta.json has fs-verity");
     assert_eq!(meta.algorithm(), Algorithm::Sha512);
     let meta_text = std::fs::read(repo.join("meta.json")).unwrap();
     assert_eq!(meta, digest_bytes(Algorithm::Sha512, &meta_text));
 
-    let hex = image_hex(&cfs_ok(
-        &repo,
-        &["create-image", src.to_str().unwrap(), "img"],
-    ));
-    let after_create = assert_all_objects_verified(&repo);
+    let hex = f.create_image("img");
+    let after_create = assert_all_objects_verified(repo);
     // 6 external files + the image (+ nothing else).
     assert!(after_create >= 7, "{after_create} objects");
 
     // An OCI image: two layers (plain and gzip), a 2 MiB file among them.
-    let layout = tmp.path().join("layout");
+    let layout = f.tmp.path().join("layout");
     let mut l1 = base_tar();
     l1.dir("usr/bin/")
         .file("usr/bin/sh", &bytes(30_000, 7))
@@ -124,34 +178,25 @@ fn secure_repository_create_image_and_pull_verify_every_object() {
         .file("usr/lib/libbig.so", &bytes(2 << 20, 9));
     write_layout(&layout, "v1", &[plain(l1.finish()), gzip(l2.finish())]);
     let source = format!("oci:{}:v1", layout.display());
-    cfs_ok(&repo, &["oci", "pull", &source, "os"]);
-    let after_pull = assert_all_objects_verified(&repo);
+    cfs_ok(repo, &["oci", "pull", &source, "os"]);
+    let after_pull = assert_all_objects_verified(repo);
     assert!(after_pull > after_create, "the pull stored objects");
-    assert_fsck_clean(&repo);
+    assert_fsck_clean(repo);
 
     // cfsctl mount: verity=require, content equal to the source.
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     for name in ["img", hex.as_str()] {
-        cfs_ok(&repo, &["mount", name, mnt.to_str().unwrap()]);
-        let guard = Mounted(mnt.clone());
-        let line = mount_line(&mnt);
-        assert!(line.starts_with(&format!("composefs:{hex} ")), "{line}");
-        assert!(line.contains("verity=require"), "{line}");
-        for (path, content) in &files {
-            assert_eq!(
-                &std::fs::read(mnt.join(path)).unwrap(),
-                content,
-                "{}",
-                path.display()
-            );
-        }
-        drop(guard);
+        f.assert_mount_reads_source(name);
     }
+    let mnt = &f.mnt;
+    cfs_ok(repo, &["mount", "img", mnt.to_str().unwrap()]);
+    let guard = Mounted(mnt.clone());
+    let line = mount_line(mnt);
+    assert!(line.starts_with(&format!("composefs:{hex} ")), "{line}");
+    drop(guard);
     // cfsctl oci mount: the same for the pulled image.
-    cfs_ok(&repo, &["oci", "mount", "os", mnt.to_str().unwrap()]);
+    cfs_ok(repo, &["oci", "mount", "os", mnt.to_str().unwrap()]);
     let _guard = Mounted(mnt.clone());
-    let line = mount_line(&mnt);
+    let line = mount_line(mnt);
     assert!(line.contains("verity=require"), "{line}");
     assert_eq!(
         std::fs::read(mnt.join("usr/bin/sh")).unwrap(),

@@ -7,25 +7,18 @@
 
 use cfs_core::verity::{Algorithm, digest_bytes};
 
-use super::secure_repo::{cfs_ok, image_hex, make_source};
+use super::secure_repo::{Secure, cfs_ok, image_hex, make_source};
 use super::{EIO, bytes, read_errno, replace_file, stderr, verity_tmp};
 use crate::mount::Mounted;
 use crate::support::{run, tool};
 
 #[test]
 fn tampered_objects_fail_with_eio_and_fsck_names_them() {
-    let Some(tmp) = verity_tmp("tampered_objects_fail_with_eio_and_fsck_names_them") else {
+    let Some(f) = Secure::new("tampered_objects_fail_with_eio_and_fsck_names_them", 2) else {
         return;
     };
-    let (repo, src, mnt) = (
-        tmp.path().join("repo"),
-        tmp.path().join("src"),
-        tmp.path().join("mnt"),
-    );
-    std::fs::create_dir(&mnt).unwrap();
-    let files = make_source(&src, 2);
-    cfs_ok(&repo, &["init"]);
-    cfs_ok(&repo, &["create-image", src.to_str().unwrap(), "img"]);
+    let (repo, mnt, files) = (&f.repo, &f.mnt, &f.files);
+    f.create_image("img");
     let object = |i: usize| {
         let d = digest_bytes(Algorithm::Sha512, &files[i].1);
         (repo.join("objects").join(d.object_path()), d)
@@ -39,7 +32,7 @@ fn tampered_objects_fail_with_eio_and_fsck_names_them() {
     replace_file(&b_obj, &bytes(4096, 98), Some(Algorithm::Sha512)); // other bytes, verity
     replace_file(&c_obj, &files[5].1, None); // right bytes, no verity
 
-    cfs_ok(&repo, &["mount", "img", mnt.to_str().unwrap()]);
+    cfs_ok(repo, &["mount", "img", mnt.to_str().unwrap()]);
     let guard = Mounted(mnt.clone());
     for i in [0, 4, 5] {
         assert_eq!(
@@ -54,7 +47,7 @@ fn tampered_objects_fail_with_eio_and_fsck_names_them() {
     }
     drop(guard);
 
-    let o = run(tool("cfsctl").arg("--repo").arg(&repo).arg("fsck"));
+    let o = run(tool("cfsctl").arg("--repo").arg(repo).arg("fsck"));
     assert_ne!(o.status.code(), Some(0), "fsck must fail");
     let report = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     for d in [&tool_d, &b_d, &c_d] {
