@@ -85,6 +85,13 @@ pub trait ObjectPolicy: Sync {
     /// instead, once.
     fn seal(&self, file: &File, digest: &Digest) -> io::Result<()>;
 
+    /// True if [`ObjectPolicy::existing_is_sound`] looks at existing
+    /// objects; when false (the default) an existing regular file is kept
+    /// without being opened.
+    fn judges_existing(&self) -> bool {
+        false
+    }
+
     /// Whether the regular file already stored under `digest` may stand for
     /// content of `size` bytes with that digest; `false` has it replaced.
     /// The default trusts it.
@@ -203,6 +210,9 @@ impl ObjectDir {
         };
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return Ok(Existing::Damaged);
+        }
+        if !policy.judges_existing() {
+            return Ok(Existing::Sound);
         }
         let fd = match rustix::fs::openat(
             &self.dir,

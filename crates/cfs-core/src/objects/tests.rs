@@ -165,6 +165,10 @@ impl ObjectPolicy for Distrust {
         Ok(())
     }
 
+    fn judges_existing(&self) -> bool {
+        true
+    }
+
     fn existing_is_sound(&self, _: &File, _: &Digest, _: u64) -> io::Result<bool> {
         Ok(false)
     }

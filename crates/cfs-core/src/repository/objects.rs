@@ -187,6 +187,10 @@ impl ObjectPolicy for Repository {
         self.finish_object(file, digest)
     }
 
+    fn judges_existing(&self) -> bool {
+        true
+    }
+
     fn existing_is_sound(&self, file: &File, digest: &Digest, size: u64) -> io::Result<bool> {
         self.object_is_sound(file, digest, size)
     }

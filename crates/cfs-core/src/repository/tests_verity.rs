@@ -55,6 +55,10 @@ impl ObjectPolicy for LeakyWriter<'_> {
         self.repo.finish_object(file, digest)
     }
 
+    fn judges_existing(&self) -> bool {
+        true
+    }
+
     fn existing_is_sound(&self, file: &File, digest: &Digest, size: u64) -> std::io::Result<bool> {
         self.repo.object_is_sound(file, digest, size)
     }
