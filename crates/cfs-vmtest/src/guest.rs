@@ -7,9 +7,11 @@
 //! layer is a tmpfs — so host-built test binaries, `CARGO_BIN_EXE_*` paths,
 //! fixtures and tools such as `fsck.erofs` or `skopeo` are found at their
 //! host paths with nothing copied, and tests may write anywhere (`/sbin`,
-//! `/var/tmp`) without touching the host. The data disks are mounted over it
-//! (by default an ext4 with the `verity` feature at `/tmp`, one without at
-//! `/mnt`), and `switch_root` makes it the real root (user namespaces are
+//! `/var/tmp`) without touching the host. The data disks are mounted in it
+//! (by default an ext4 with the `verity` feature at [`VERITY_DIR`], the
+//! suites' `TMPDIR`, and one without at [`PLAIN_DIR`]) — on new directories,
+//! never over host paths, which may hold the checkout (e.g. under `/tmp`) —
+//! and `switch_root` makes it the real root (user namespaces are
 //! refused in a chroot). Stage 2 (`plan.sh` plus the generated suites) runs
 //! each suite under `timeout`, reports on a virtio port and powers off. The
 //! host kills a guest that exceeds its time limit.
@@ -43,6 +45,11 @@ pub const MODULES: &[&str] = &[
     "9p",
 ];
 
+/// Mount point of the default ext4 disk with the `verity` feature.
+pub const VERITY_DIR: &str = "/cfs-vm/verity";
+/// Mount point of the default ext4 disk without it.
+pub const PLAIN_DIR: &str = "/cfs-vm/plain";
+
 /// The guest's `PATH`: the host's usual one.
 const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -71,7 +78,7 @@ pub struct DiskSpec {
     pub size: u64,
     /// ext4 with the `verity` feature.
     pub verity: bool,
-    /// Where it is mounted in the guest (must exist on the host, e.g. `/tmp`, `/mnt`).
+    /// Where it is mounted in the guest (created if missing).
     pub mount_at: String,
 }
 
@@ -88,6 +95,8 @@ pub struct Guest {
     pub suites: Vec<Suite>,
     /// Environment of every suite.
     pub env: Vec<(String, String)>,
+    /// The suites' `TMPDIR` (default [`VERITY_DIR`]).
+    pub tmpdir: String,
     /// Guest memory.
     pub memory_mib: u32,
     /// Limit on the whole run (boot included).
@@ -95,8 +104,9 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// A guest with the default disks: a 4 GiB ext4 with `verity` at `/tmp`
-    /// and a 1 GiB ext4 without it at `/mnt` (both sparse).
+    /// A guest with the default disks: a 4 GiB ext4 with `verity` at
+    /// [`VERITY_DIR`] and a 1 GiB ext4 without it at [`PLAIN_DIR`] (both
+    /// sparse).
     pub fn new(name: &str, kernel: Kernel) -> Guest {
         Guest {
             name: name.to_owned(),
@@ -105,16 +115,17 @@ impl Guest {
                 DiskSpec {
                     size: 4 << 30,
                     verity: true,
-                    mount_at: "/tmp".into(),
+                    mount_at: VERITY_DIR.into(),
                 },
                 DiskSpec {
                     size: 1 << 30,
                     verity: false,
-                    mount_at: "/mnt".into(),
+                    mount_at: PLAIN_DIR.into(),
                 },
             ],
             suites: Vec::new(),
             env: Vec::new(),
+            tmpdir: VERITY_DIR.into(),
             memory_mib: 2048,
             timeout: Duration::from_secs(1200),
         }
@@ -225,8 +236,8 @@ impl Guest {
         for suite in &self.suites {
             let mut env: Vec<(String, String)> = vec![
                 ("PATH".into(), GUEST_PATH.into()),
-                ("HOME".into(), "/tmp".into()),
-                ("TMPDIR".into(), "/tmp".into()),
+                ("HOME".into(), "/root".into()),
+                ("TMPDIR".into(), self.tmpdir.clone()),
                 ("USER".into(), "root".into()),
                 ("RUST_BACKTRACE".into(), "1".into()),
                 ("CARGO_MANIFEST_DIR".into(), suite.cwd.display().to_string()),
@@ -484,7 +495,10 @@ mod tests {
             env: vec![("A".into(), "b c".into())],
             timeout: Duration::from_secs(60),
         });
-        assert_eq!(g.disk_list(), "/dev/vda /tmp\n/dev/vdb /mnt\n");
+        assert_eq!(
+            g.disk_list(),
+            "/dev/vda /cfs-vm/verity\n/dev/vdb /cfs-vm/plain\n"
+        );
         let s = g.plan_script();
         let plan = &s[s.find("# --- plan ---").unwrap()..];
         assert_eq!(
@@ -492,7 +506,7 @@ mod tests {
             [
                 "# --- plan ---",
                 "suite 'one' 60 '/w/crates/x' /usr/bin/env -i 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-                 'HOME=/tmp' 'TMPDIR=/tmp' 'USER=root' 'RUST_BACKTRACE=1' 'CARGO_MANIFEST_DIR=/w/crates/x' \
+                 'HOME=/root' 'TMPDIR=/cfs-vm/verity' 'USER=root' 'RUST_BACKTRACE=1' 'CARGO_MANIFEST_DIR=/w/crates/x' \
                  'CFS_TEST_VERITY=require' 'A=b c' '/w/target/debug/deps/x-1' '--exact' 'it'\\''s'",
                 "finish"
             ]

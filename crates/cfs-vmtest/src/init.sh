@@ -44,8 +44,8 @@ mount -t proc proc /newroot/proc || die "mounting /newroot/proc failed"
 mount -t sysfs sysfs /newroot/sys || die "mounting /newroot/sys failed"
 mount -t devtmpfs devtmpfs /newroot/dev || die "mounting /newroot/dev failed"
 mount -t tmpfs -o mode=0755 run /newroot/run || die "mounting /newroot/run failed"
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp || die "mounting /newroot/tmp failed"
-# Data disks: "DEVICE MOUNTPOINT" lines, each an ext4, mode 1777.
+# Data disks: "DEVICE MOUNTPOINT" lines, each an ext4, mode 1777, on a new
+# directory (the host's own paths, /tmp included, stay visible).
 while read -r dev at; do
     mkdir -p "/newroot$at" && mount -t ext4 "$dev" "/newroot$at" && chmod 1777 "/newroot$at" ||
         die "mounting $dev on $at failed"

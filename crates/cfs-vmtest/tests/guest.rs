@@ -1,7 +1,7 @@
 //! The guest tests: the project's privileged test binaries, and the tests
 //! that need fs-verity (`integration`'s `verity::` module), run inside a
-//! QEMU guest on a Debian 6.12 kernel whose `/tmp` is an ext4 filesystem
-//! with the `verity` feature (and `/mnt` one without it).
+//! QEMU guest on a Debian 6.12 kernel, with `TMPDIR` on an ext4 filesystem
+//! with the `verity` feature (and `CFS_TEST_NOVERITY_DIR` on one without).
 //!
 //! The two big guests run at the same time (one vCPU each; libtest starts
 //! the tests in name order, two at a time on two cores), the harness's own
@@ -127,7 +127,10 @@ fn guest(name: &str, kernel: &Kernel) -> Guest {
     g.env = vec![
         ("CFS_TEST_PRIVILEGED".into(), "require".into()),
         ("CFS_TEST_VERITY".into(), "require".into()),
-        ("CFS_TEST_NOVERITY_DIR".into(), "/mnt".into()),
+        (
+            "CFS_TEST_NOVERITY_DIR".into(),
+            cfs_vmtest::guest::PLAIN_DIR.into(),
+        ),
     ];
     for var in ["CFS_REFERENCE_CFSCTL", "CFS_REFERENCE_OCI_CFSCTL"] {
         if let Some(v) = std::env::var_os(var) {
