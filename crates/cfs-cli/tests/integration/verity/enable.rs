@@ -106,7 +106,7 @@ fn secure_init_without_verity_support_leaves_nothing() {
     let o = run(tool("cfsctl").arg("--repo").arg(&repo).arg("init"));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("fs-verity"), "{err}");
+    assert!(err.contains("does not support fs-verity"), "{err}");
     assert!(
         err.contains("--insecure"),
         "the error must point at --insecure: {err}"
