@@ -230,29 +230,32 @@ fn fetch_newest(dir: &Path) -> Result<Kernel> {
     if names.is_empty() {
         bail!("the package index lists no package matching {PACKAGE_PATTERN}");
     }
+    // One `apt-cache show` for all of them: a stanza per package, its
+    // `Package:` line before its `Version:` line.
+    let show = output_of(
+        apt.command("apt-cache")
+            .args(["show", "--no-all-versions"])
+            .args(&names),
+    )?;
     let mut best: Option<(String, String)> = None;
-    for name in names {
-        let show = output_of(
-            apt.command("apt-cache")
-                .args(["show", "--no-all-versions", name]),
-        )?;
-        let Some(version) = show
-            .lines()
-            .find_map(|l| l.strip_prefix("Version: "))
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        let newer = match &best {
-            None => true,
-            Some((_, v)) => Command::new("dpkg")
-                .args(["--compare-versions", &version, "gt", v])
-                .status()
-                .context("running dpkg --compare-versions")?
-                .success(),
-        };
-        if newer {
-            best = Some((name.to_owned(), version));
+    let mut package = None;
+    for line in show.lines() {
+        if let Some(p) = line.strip_prefix("Package: ") {
+            package = Some(p.to_owned());
+        } else if let Some(version) = line.strip_prefix("Version: ")
+            && let Some(name) = package.take()
+        {
+            let newer = match &best {
+                None => true,
+                Some((_, v)) => Command::new("dpkg")
+                    .args(["--compare-versions", version, "gt", v])
+                    .status()
+                    .context("running dpkg --compare-versions")?
+                    .success(),
+            };
+            if newer {
+                best = Some((name, version.to_owned()));
+            }
         }
     }
     let (package, version) = best.context("no version found for any 6.12 kernel package")?;

@@ -75,11 +75,11 @@ fn prepared(test: &str) -> Option<&'static (Kernel, Vec<TestBinary>)> {
     }
 }
 
-/// A suite running exactly the tests of `bin` whose names start with
-/// `module` (listed on the host: libtest's own filter matches substrings,
+/// A suite named `<target>-<module>` running exactly the tests of `bin`
+/// whose names start with `module` (listed on the host: libtest's own filter matches substrings,
 /// so `repo::` would also pick `verity::secure_repo::…`). No such test is
 /// an error: a renamed module must not silently drop out of the guest.
-fn module_suite(name: &str, bin: &TestBinary, module: &str, minutes: u64) -> Suite {
+fn module_suite(bin: &TestBinary, module: &str) -> Suite {
     let out = std::process::Command::new(&bin.path)
         .args(["--list", "--format", "terse"])
         .output()
@@ -102,7 +102,8 @@ fn module_suite(name: &str, bin: &TestBinary, module: &str, minutes: u64) -> Sui
     );
     let mut args: Vec<&str> = vec!["--exact"];
     args.extend(names.iter().map(String::as_str));
-    suite(name, bin, &args, minutes)
+    let name = format!("{}-{}", bin.target, module.trim_end_matches("::"));
+    suite(&name, bin, &args, 15)
 }
 
 /// A suite running `bin` with libtest arguments.
@@ -180,16 +181,13 @@ fn guest_verity_and_core() {
     };
     let mut g = guest("verity", kernel);
     let integration = find(bins, "cfs-cli", "integration").unwrap();
-    g.suites
-        .push(module_suite("verity", integration, "verity::", 15));
+    g.suites.push(module_suite(integration, "verity::"));
     let core = find(bins, "cfs-core", "cfs_core").unwrap();
     g.suites.push(suite("cfs-core", core, &[], 15));
     // Repository crash safety (SIGKILLed imports) and the drop-in tools,
     // with objects getting fs-verity.
-    for module in ["crash::", "cli::"] {
-        let name = format!("integration-{}", module.trim_end_matches("::"));
-        g.suites.push(module_suite(&name, integration, module, 15));
-    }
+    g.suites
+        .extend(["crash::", "cli::"].map(|m| module_suite(integration, m)));
     let report = run_and_check(&g);
     let verity = &report.suites[0];
     assert!(
@@ -208,18 +206,18 @@ fn guest_privileged_cli() {
     };
     let mut g = guest("cli", kernel);
     let integration = find(bins, "cfs-cli", "integration").unwrap();
-    for module in [
-        "mount::",
-        "mount_overlay::",
-        "repo::",
-        "repo_interop::",
-        "oci::",
-        "oci_interop::",
-        "crash_oci::",
-    ] {
-        let name = format!("integration-{}", module.trim_end_matches("::"));
-        g.suites.push(module_suite(&name, integration, module, 15));
-    }
+    g.suites.extend(
+        [
+            "mount::",
+            "mount_overlay::",
+            "repo::",
+            "repo_interop::",
+            "oci::",
+            "oci_interop::",
+            "crash_oci::",
+        ]
+        .map(|m| module_suite(integration, m)),
+    );
     let oci = find(bins, "cfs-oci", "cfs_oci").unwrap();
     g.suites.push(suite("cfs-oci", oci, &[], 15));
     run_and_check(&g);

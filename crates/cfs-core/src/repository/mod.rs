@@ -141,34 +141,18 @@ impl Repository {
                 ),
             });
         }
-        // What this call creates, deepest first, so that a failure can take
-        // it away again: a failed init leaves nothing behind.
-        let created: Vec<PathBuf> = path
-            .ancestors()
-            .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
-            .map(Path::to_path_buf)
-            .collect();
+        // A failed init leaves nothing behind: what it creates (the
+        // directory, missing parents, objects/) is taken away again.
+        let created = NewDirs::before_creating(&path.join(paths::OBJECTS));
         mkdir_all(path)?;
-        let mut made_objects = false;
-        let result = Self::init_in(path, opts, &mut made_objects);
+        let result = Self::init_in(path, opts);
         if result.is_err() {
-            if made_objects {
-                let _ = std::fs::remove_dir(path.join(paths::OBJECTS));
-            }
-            for dir in &created {
-                // Only empty directories go: anything another process put
-                // there meanwhile stays.
-                let _ = std::fs::remove_dir(dir);
-            }
+            created.remove();
         }
         result
     }
 
-    fn init_in(
-        path: &Path,
-        opts: &InitOptions,
-        made_objects: &mut bool,
-    ) -> Result<(Repository, Initialized)> {
+    fn init_in(path: &Path, opts: &InitOptions) -> Result<(Repository, Initialized)> {
         let dir = open_dir(path)?;
         lock::lock_shared(dir.as_fd()).map_err(|e| RepoError::io(path, e))?;
         let wanted = Meta::new(opts.algorithm, opts.erofs_version);
@@ -205,11 +189,7 @@ impl Repository {
                 Initialized::Existing,
             ));
         }
-        match rustix::fs::mkdirat(&dir, paths::OBJECTS, Mode::from_raw_mode(0o755)) {
-            Ok(()) => *made_objects = true,
-            Err(Errno::EXIST) => {}
-            Err(e) => return Err(RepoError::io(path.join(paths::OBJECTS), e)),
-        }
+        mkdir_at(&dir, path, paths::OBJECTS)?;
         write_meta(&dir, path, &wanted, !opts.insecure)?;
         drop(dir);
         Ok((
@@ -399,6 +379,32 @@ impl Repository {
     /// `path` inside the repository, for messages.
     pub(crate) fn display(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
+    }
+}
+
+/// The directories that creating a path (with its parents) makes, deepest
+/// first, noted before creating it, so that a failed operation can take them
+/// away again.
+#[derive(Debug)]
+pub struct NewDirs(Vec<PathBuf>);
+
+impl NewDirs {
+    /// `path` and its ancestors that do not exist yet.
+    pub fn before_creating(path: &Path) -> NewDirs {
+        NewDirs(
+            path.ancestors()
+                .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+                .map(Path::to_path_buf)
+                .collect(),
+        )
+    }
+
+    /// Removes them, deepest first; only empty directories go (anything
+    /// another process put there meanwhile stays).
+    pub fn remove(&self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

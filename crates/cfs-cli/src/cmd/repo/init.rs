@@ -14,7 +14,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use cfs_core::repository::{InitOptions, Initialized, OpenOptions, Repository, meta, paths};
+use cfs_core::repository::{
+    InitOptions, Initialized, NewDirs, OpenOptions, Repository, meta, paths,
+};
 use cfs_core::verity::Algorithm;
 
 use super::{print, repo_path};
@@ -37,11 +39,7 @@ pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
     }
     // A failed init leaves nothing behind: the directories it creates are
     // removed again (only while empty).
-    let created: Vec<std::path::PathBuf> = path
-        .ancestors()
-        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
-        .map(Path::to_path_buf)
-        .collect();
+    let created = NewDirs::before_creating(&path);
     let result = (|| {
         create_repo_dir(&path).with_context(|| format!("Initializing repository at {shown}"))?;
         if args.ensure
@@ -55,9 +53,7 @@ pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
             .with_context(|| format!("Initializing repository at {shown}"))
     })();
     if result.is_err() {
-        for dir in &created {
-            let _ = std::fs::remove_dir(dir);
-        }
+        created.remove();
     }
     let what = match result? {
         Outcome::Initialized(what) => what,
