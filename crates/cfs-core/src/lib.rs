@@ -5,11 +5,13 @@
 //! - [`dumpfile`]: the composefs-dump text format.
 //! - [`erofs`]: the composefs EROFS image format (writer and reader).
 //! - [`splitstream`]: split streams (a byte stream as inline data + object references).
+//! - [`beneath`]: opening paths below a directory without following symlinks.
 //! - [`mount`]: mounting composefs images (EROFS + overlayfs).
 //! - [`repository`]: the composefs-rs compatible repository (objects, images, streams, refs, GC, fsck).
 //!
 //! No async runtime; parallel work uses `std::thread::scope`.
 
+pub mod beneath;
 pub mod dumpfile;
 pub mod erofs;
 pub mod mount;

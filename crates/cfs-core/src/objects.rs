@@ -34,7 +34,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
@@ -122,13 +121,28 @@ pub enum Existing {
 /// A temporary file being filled: unnamed (`O_TMPFILE`) or named (fallback).
 enum Temp {
     Unnamed(File),
-    Named(tempfile::NamedTempFile),
+    Named(File, TempName),
 }
 
 /// A sealed temporary file, read-only, ready to publish.
 enum Sealed {
     Unnamed(File),
-    Named(File, tempfile::TempPath),
+    Named(File, TempName),
+}
+
+/// The name of a named temporary file in the store directory, unlinked
+/// (through the directory's descriptor, never by path) unless published.
+struct TempName {
+    dir: OwnedFd,
+    name: String,
+}
+
+impl Drop for TempName {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            let _ = rustix::fs::unlinkat(&self.dir, self.name.as_str(), AtFlags::empty());
+        }
+    }
 }
 
 impl Sealed {
@@ -158,10 +172,15 @@ impl ObjectDir {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(ObjectDir {
-            dir,
-            path: path.to_path_buf(),
-        })
+        Ok(Self::from_fd(dir, path.to_path_buf()))
+    }
+
+    /// An object directory already open as `dir` (`path` is for messages).
+    /// Nothing below it is ever reached through a symlink: every `XX/`
+    /// subdirectory and object is opened relative to `dir` with
+    /// [`crate::beneath`].
+    pub fn from_fd(dir: OwnedFd, path: PathBuf) -> Self {
+        ObjectDir { dir, path }
     }
 
     /// The directory's path.
@@ -175,22 +194,23 @@ impl ObjectDir {
     }
 
     fn contains_path(&self, rel: &str) -> io::Result<bool> {
-        match rustix::fs::statat(&self.dir, rel, AtFlags::SYMLINK_NOFOLLOW) {
+        match self.lstat(rel) {
             Ok(_) => Ok(true),
-            Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    /// Opens the object `digest` read-only.
+    /// `lstat` of `rel` (`XX/rest`) below the store, following no symlink:
+    /// an `XX` that is a symlink is an error (`ELOOP`), not a way out.
+    fn lstat(&self, rel: &str) -> io::Result<rustix::fs::Stat> {
+        crate::beneath::lstat(self.dir.as_fd(), rel)
+    }
+
+    /// Opens the object `digest` read-only; anything but a regular file
+    /// (a FIFO, a device, a symlink) is refused without blocking on it.
     pub fn open_object(&self, digest: &Digest) -> io::Result<File> {
-        let fd = rustix::fs::openat(
-            &self.dir,
-            digest.object_path().as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )?;
-        Ok(File::from(fd))
+        crate::beneath::open_regular(self.dir.as_fd(), digest.object_path().as_str())
     }
 
     /// The state of the object `digest` for content of `size` bytes: missing,
@@ -203,10 +223,10 @@ impl ObjectDir {
         policy: &dyn ObjectPolicy,
     ) -> io::Result<Existing> {
         let rel = digest.object_path();
-        let st = match rustix::fs::statat(&self.dir, rel.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        let st = match self.lstat(rel.as_str()) {
             Ok(st) => st,
-            Err(Errno::NOENT) => return Ok(Existing::Missing),
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Existing::Missing),
+            Err(e) => return Err(e),
         };
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return Ok(Existing::Damaged);
@@ -214,17 +234,25 @@ impl ObjectDir {
         if !policy.judges_existing() {
             return Ok(Existing::Sound);
         }
-        let fd = match rustix::fs::openat(
-            &self.dir,
+        let fd = match crate::beneath::openat(
+            self.dir.as_fd(),
             rel.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
             // Replaced by something else between the stat and the open.
-            Err(Errno::LOOP | Errno::NXIO) => return Ok(Existing::Damaged),
-            Err(Errno::NOENT) => return Ok(Existing::Missing),
-            Err(e) => return Err(e.into()),
+            Err(e) if e.raw_os_error() == Some(Errno::NXIO.raw_os_error()) => {
+                return Ok(Existing::Damaged);
+            }
+            Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+                // The object itself became a symlink (damaged), unless its
+                // directory did (an error, raised by the next lstat).
+                self.lstat(rel.as_str())?;
+                return Ok(Existing::Damaged);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Existing::Missing),
+            Err(e) => return Err(e),
         };
         let file = File::from(fd);
         if !file.metadata()?.is_file() {
@@ -297,14 +325,34 @@ impl ObjectDir {
         }
     }
 
-    /// A named temporary file in the store directory.
+    /// A named temporary file in the store directory, created through its
+    /// descriptor (`O_EXCL | O_NOFOLLOW`).
     fn named_temp(&self) -> io::Result<Temp> {
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.path)?;
-        tmp.as_file()
-            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(OBJECT_MODE))?;
-        Ok(Temp::Named(tmp))
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("{TEMP_PREFIX}{}-{n}", std::process::id());
+            match rustix::fs::openat(
+                &self.dir,
+                name.as_str(),
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(OBJECT_MODE),
+            ) {
+                Ok(fd) => {
+                    let guard = TempName {
+                        dir: self.dir.try_clone()?,
+                        name,
+                    };
+                    let file = File::from(fd);
+                    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+                        OBJECT_MODE,
+                    ))?;
+                    return Ok(Temp::Named(file, guard));
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Reopens `tmp` read-only (fs-verity refuses files open for writing) and
@@ -348,7 +396,15 @@ impl ObjectDir {
                 let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ro));
                 if replace {
                     let tmp_name = self.link_temp_name(&proc)?;
-                    return match rustix::fs::renameat(&self.dir, tmp_name.as_str(), subdir, name) {
+                    let rename =
+                        || rustix::fs::renameat(&self.dir, tmp_name.as_str(), subdir, name);
+                    let mut result = rename();
+                    if matches!(result, Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST)) {
+                        // A directory squats the object's name: take it away.
+                        crate::beneath::remove_tree(subdir.as_fd(), name)?;
+                        result = rename();
+                    }
+                    return match result {
                         Ok(()) => Ok(Stored::Repaired),
                         Err(e) => {
                             let _ = rustix::fs::unlinkat(
@@ -368,16 +424,25 @@ impl ObjectDir {
                     Err(e) => Err(e.into()),
                 }
             }
-            Sealed::Named(_ro, path) => {
+            Sealed::Named(_ro, mut temp) => {
                 let flags = if replace {
                     rustix::fs::RenameFlags::empty()
                 } else {
                     rustix::fs::RenameFlags::NOREPLACE
                 };
-                match rustix::fs::renameat_with(CWD, &*path, subdir, name, flags) {
+                let rename = || {
+                    rustix::fs::renameat_with(&self.dir, temp.name.as_str(), subdir, name, flags)
+                };
+                let mut result = rename();
+                if replace && matches!(result, Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST)) {
+                    // A directory squats the object's name: take it away.
+                    crate::beneath::remove_tree(subdir.as_fd(), name)?;
+                    result = rename();
+                }
+                match result {
                     Ok(()) => {
                         // Renamed away: nothing left for the guard to delete.
-                        let _ = path.keep();
+                        temp.name.clear();
                         Ok(if replace {
                             Stored::Repaired
                         } else {
@@ -479,7 +544,7 @@ impl Temp {
     fn file_mut(&mut self) -> &mut File {
         match self {
             Temp::Unnamed(f) => f,
-            Temp::Named(t) => t.as_file_mut(),
+            Temp::Named(f, _) => f,
         }
     }
 
@@ -487,10 +552,7 @@ impl Temp {
     fn into_read_only(self) -> io::Result<Sealed> {
         match self {
             Temp::Unnamed(f) => Ok(Sealed::Unnamed(reopen_read_only(f)?)),
-            Temp::Named(t) => {
-                let ro = File::open(t.path())?;
-                Ok(Sealed::Named(ro, t.into_temp_path()))
-            }
+            Temp::Named(f, name) => Ok(Sealed::Named(reopen_read_only(f)?, name)),
         }
     }
 }
@@ -537,14 +599,8 @@ fn copy_content(src: &File, dst: &mut File) -> io::Result<()> {
 
 /// Reads the whole content of an object (for checks and tests).
 pub fn read_object(dir: &ObjectDir, digest: &Digest) -> io::Result<Vec<u8>> {
-    let fd = rustix::fs::openat(
-        &dir.dir,
-        std::ffi::OsStr::from_bytes(digest.object_path().as_bytes()),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
     let mut v = Vec::new();
-    File::from(fd).read_to_end(&mut v)?;
+    dir.open_object(digest)?.read_to_end(&mut v)?;
     Ok(v)
 }
 

@@ -19,6 +19,15 @@ pub enum RepoError {
         /// The repository path.
         path: PathBuf,
     },
+    /// A directory of the repository is not a real directory inside it (a
+    /// symlink, absolute or relative, or another kind of file).
+    #[error("{}: {found}, expected a directory of the repository; refusing to follow it (a repository's own directories must be real directories inside it)", path.display())]
+    Layout {
+        /// The offending path.
+        path: PathBuf,
+        /// What is there instead ("is a symbolic link", …).
+        found: String,
+    },
     /// A system call on a repository path failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -50,7 +50,7 @@ use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::erofs::reader::{Image, ReadOptions, referenced_objects};
@@ -203,7 +203,7 @@ impl Repository {
         progress: Option<&FsckProgress>,
         report: &mut FsckReport,
     ) -> Result<()> {
-        let items = self.list_objects()?;
+        let items = self.list_objects(report)?;
         if let Some(p) = progress {
             p.objects_total.store(items.len() as u64, Ordering::Relaxed);
         }
@@ -246,8 +246,11 @@ impl Repository {
         Ok(())
     }
 
-    /// Every file in `objects/XX/`, in name order.
-    fn list_objects(&self) -> Result<Vec<ObjectItem>> {
+    /// Every file in `objects/XX/`, in name order. An `XX` entry that is not
+    /// a directory (a file, or a symlink that must not be followed) is
+    /// reported as `unexpected-file-type`: `gc` leaves it alone, writers
+    /// refuse it.
+    fn list_objects(&self, report: &mut FsckReport) -> Result<Vec<ObjectItem>> {
         let mut subdirs = Vec::new();
         for (name, ft) in self.list_dir(paths::OBJECTS)? {
             let is_subdir = name.len() == 2
@@ -256,6 +259,15 @@ impl Repository {
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if is_subdir && ft == Some(FileType::Directory) {
                 subdirs.push(name);
+            } else if is_subdir {
+                report.objects_corrupted += 1;
+                report.push(Problem::UnexpectedFileType {
+                    path: format!("{}/{name}", paths::OBJECTS),
+                    detail: format!(
+                        "{} where a directory of objects must be",
+                        ft.map_or("a file of unknown type", crate::beneath::describe)
+                    ),
+                });
             }
         }
         let alg = self.algorithm();
@@ -297,10 +309,10 @@ impl Repository {
             path: item.rel.clone(),
             detail,
         };
-        let file = match rustix::fs::openat(
+        let file = match crate::beneath::openat(
             self.dir_fd(),
             item.rel.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         ) {
             Ok(fd) => File::from(fd),
@@ -353,7 +365,7 @@ impl Repository {
         metadata_only: bool,
         report: &mut FsckReport,
     ) -> Result<()> {
-        for (name, ft) in self.list_dir(category.dir())? {
+        for (name, ft) in self.list_dir_reporting(category.dir(), Some(report))? {
             if name == paths::REFS {
                 continue;
             }
@@ -552,7 +564,7 @@ impl Repository {
 
     /// Checks a refs tree (`images/refs` or `streams/refs`), recursively.
     fn fsck_refs(&self, dir: &str, report: &mut FsckReport) -> Result<()> {
-        for (name, ft) in self.list_dir(dir)? {
+        for (name, ft) in self.list_dir_reporting(dir, Some(report))? {
             let path = format!("{dir}/{name}");
             match ft {
                 Some(FileType::Directory) => self.fsck_refs(&path, report)?,
@@ -581,23 +593,44 @@ impl Repository {
     /// nothing; names that are not UTF-8, and the temporary names of
     /// [`Repository::set_link`], are skipped.
     fn list_dir(&self, rel: &str) -> Result<Vec<(String, Option<FileType>)>> {
-        let path = self.abs(rel);
-        let entries = match std::fs::read_dir(&path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(RepoError::io(path, e)),
+        self.list_dir_reporting(rel, None)
+    }
+
+    /// [`Repository::list_dir`]; with a report, a directory that is a
+    /// symlink or not a directory at all is reported there
+    /// (`unexpected-file-type`) and lists nothing, instead of stopping the
+    /// check.
+    fn list_dir_reporting(
+        &self,
+        rel: &str,
+        report: Option<&mut FsckReport>,
+    ) -> Result<Vec<(String, Option<FileType>)>> {
+        let fd = match (self.open_subdir(rel), report) {
+            (Ok(Some(fd)), _) => fd,
+            (Ok(None), _) => return Ok(Vec::new()),
+            (Err(RepoError::Layout { path, found }), Some(report)) => {
+                let shown = path
+                    .strip_prefix(self.path())
+                    .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
+                report.push(Problem::UnexpectedFileType {
+                    path: shown,
+                    detail: format!("{found}, expected a directory; not followed"),
+                });
+                return Ok(Vec::new());
+            }
+            (Err(e), _) => return Err(e),
         };
+        let entries = crate::beneath::read_dir(fd.as_fd())
+            .map_err(|e| RepoError::io(self.display(rel), e))?;
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| RepoError::io(&path, e))?;
-            let Ok(name) = entry.file_name().into_string() else {
+        for (name, ft) in entries {
+            let Ok(name) = name.into_string() else {
                 continue;
             };
             if name.starts_with(".tmp-link-") {
                 continue;
             }
-            let ft = entry.file_type().ok().map(file_type);
-            out.push((name, ft));
+            out.push((name, Some(ft)));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -625,12 +658,13 @@ impl Repository {
             };
             if let Some(rest) = target.strip_prefix("objects/") {
                 let Ok(digest) = Digest::from_object_path(rest) else {
-                    return match rustix::fs::statat(
-                        self.dir_fd(),
-                        target.as_str(),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    ) {
-                        Err(Errno::NOENT | Errno::NOTDIR) => LinkEnd::Missing,
+                    return match crate::beneath::lstat(self.dir_fd(), target.as_str()) {
+                        Err(e)
+                            if e.kind() == io::ErrorKind::NotFound
+                                || e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) =>
+                        {
+                            LinkEnd::Missing
+                        }
                         _ => LinkEnd::Invalid(format!("{target} is not an object")),
                     };
                 };
@@ -679,14 +713,15 @@ impl Repository {
         if digest.algorithm() != self.algorithm() {
             return Ok(None);
         }
-        match rustix::fs::statat(
-            self.dir_fd(),
-            paths::object_path(digest).as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ) {
+        match crate::beneath::lstat(self.dir_fd(), paths::object_path(digest).as_str()) {
             Ok(st) => Ok(Some(st.st_size as u64)),
-            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -694,29 +729,6 @@ impl Repository {
     /// does that), refusing more than `limit` bytes.
     fn read_object_raw(&self, digest: &Digest, limit: u64) -> io::Result<Vec<u8>> {
         read_limited(self.objects().open_object(digest)?, limit)
-    }
-}
-
-/// The rustix form of a file type (whose `Debug` is what composefs-rs
-/// prints for `unexpected-file-type`).
-fn file_type(ft: std::fs::FileType) -> FileType {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_symlink() {
-        FileType::Symlink
-    } else if ft.is_dir() {
-        FileType::Directory
-    } else if ft.is_file() {
-        FileType::RegularFile
-    } else if ft.is_fifo() {
-        FileType::Fifo
-    } else if ft.is_socket() {
-        FileType::Socket
-    } else if ft.is_char_device() {
-        FileType::CharacterDevice
-    } else if ft.is_block_device() {
-        FileType::BlockDevice
-    } else {
-        FileType::Unknown
     }
 }
 

@@ -1,6 +1,8 @@
 //! Garbage collection: delete every object no ref can reach.
 //!
-//! **Roots**: every symlink under `images/refs/` and `streams/refs/`, plus
+//! **Roots**: every symlink under `images/refs/` and `streams/refs/`, every
+//! image that is mounted right now (an overlay with the source
+//! `composefs:<hex>` in any mount namespace, see [`super::mounted`]), plus
 //! extra roots given by the caller (names of `images/` or `streams/`
 //! entries, or refs).
 //!
@@ -13,13 +15,25 @@
 //! turn, and a target that is an image under `images/` is expanded like an
 //! image root (composefs-rs keeps such a target as a plain object; keeping
 //! its content too never keeps less). Every stream and image is walked once.
-//! An unreadable or corrupt root is an error: nothing is deleted.
 //!
-//! **Sweep**: every file in `objects/XX/` that is not marked is unlinked;
-//! stale `objects/.tmp-object-*` files left by killed writers go too. Names
-//! under `objects/XX/` that are not digests of the repository algorithm are
-//! left alone and counted. Then dangling symlinks in `images/`, `streams/`
-//! and their `refs/` trees are pruned.
+//! **One bad root never stops the collection.** A root whose image or
+//! stream cannot be read or parsed is reported in
+//! [`GcReport::unreadable`]; since the objects it references cannot be
+//! known, *no* object is deleted in that run (when in doubt, keep), while
+//! everything else (dangling links, temporary files) is still cleaned. An
+//! explicitly requested extra root that cannot be read is an error.
+//!
+//! **Order, for crash consistency.** (1) Every link in `images/`,
+//! `streams/` and their `refs/` trees whose target will not survive (not
+//! live, or already missing) is unlinked, then one `syncfs` barrier; (2)
+//! unmarked objects in `objects/XX/` are unlinked (a directory squatting an
+//! object name is removed as a whole); (3) stale temporary files go:
+//! `objects/.tmp-object-*`, `.tmp-link-*` in the link directories,
+//! `.tmp-meta-*` in the root. A collection killed at any point thus leaves
+//! no link to a missing object (`fsck` stays clean) and the next one
+//! finishes the work. Names under `objects/XX/` that are not digests of the
+//! repository algorithm, and entries of `objects/` that are not `XX`
+//! directories, are left alone and counted.
 //!
 //! **Locking**: the collection holds the repository lock exclusively, so no
 //! other handle (cfs or composefs-rs, any process) is open while it runs: a
@@ -28,9 +42,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::splitstream::SplitStream;
@@ -53,7 +68,8 @@ pub struct GcOptions {
 /// What a collection removed (or would remove, in a dry run).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Objects kept: those in `objects/` reachable from the roots.
+    /// Objects kept: those in `objects/` reachable from the roots (all of
+    /// them when a root was unreadable).
     pub objects_kept: u64,
     /// Unreachable objects removed.
     pub objects_removed: u64,
@@ -63,10 +79,16 @@ pub struct GcReport {
     pub images_pruned: u64,
     /// Dangling symlinks removed from `streams/` and `streams/refs/`.
     pub streams_pruned: u64,
-    /// Stale temporary files removed from `objects/`.
+    /// Stale temporary files removed (objects, links, `meta.json`).
     pub temp_files_removed: u64,
-    /// Files under `objects/XX/` whose names are not digests (left alone).
+    /// Files under `objects/XX/` whose names are not digests, and entries
+    /// of `objects/` that are not `XX` directories (left alone).
     pub unknown_files: u64,
+    /// Images kept because they are mounted.
+    pub mounted_images: u64,
+    /// Roots that could not be read (`name: error`); while any exists no
+    /// object is deleted.
+    pub unreadable: Vec<String>,
 }
 
 /// The live set under construction.
@@ -77,6 +99,26 @@ struct Marker<'r> {
     streams: HashMap<Digest, bool>,
     /// Image digests (from `images/`) → true once walked.
     images: HashMap<Digest, bool>,
+    /// Roots that could not be read.
+    unreadable: Vec<String>,
+}
+
+/// The outcome of marking.
+#[derive(Debug)]
+pub struct Live {
+    /// Every reachable object.
+    pub objects: HashSet<Digest>,
+    /// Roots that could not be read: nothing may be deleted.
+    pub unreadable: Vec<String>,
+    /// Images kept because they are mounted.
+    pub mounted: u64,
+}
+
+impl Live {
+    /// True if `d` must be kept.
+    fn keeps(&self, d: &Digest) -> bool {
+        !self.unreadable.is_empty() || self.objects.contains(d)
+    }
 }
 
 impl Repository {
@@ -89,19 +131,30 @@ impl Repository {
             Some(self.lock_exclusive()?)
         };
         let live = self.live_objects(&opts.extra_roots)?;
-        let mut report = GcReport::default();
+        let mut report = GcReport {
+            mounted_images: live.mounted,
+            unreadable: live.unreadable.clone(),
+            ..GcReport::default()
+        };
+        let pruned = self.prune_links(&live, opts.dry_run, &mut report)?;
+        if pruned && !opts.dry_run {
+            // The links are gone for good before any object they named is.
+            self.sync()?;
+        }
         self.sweep(&live, opts.dry_run, &mut report)?;
-        self.prune_links(&live, opts.dry_run, &mut report)?;
+        self.remove_stale_temps(opts.dry_run, &mut report)?;
         Ok(report)
     }
 
-    /// Every object reachable from the refs and `extra_roots`.
-    pub fn live_objects(&self, extra_roots: &[String]) -> Result<HashSet<Digest>> {
+    /// Every object reachable from the refs, the mounted images and
+    /// `extra_roots`.
+    pub fn live_objects(&self, extra_roots: &[String]) -> Result<Live> {
         let mut marker = Marker {
             repo: self,
             live: HashSet::new(),
             streams: HashMap::new(),
             images: HashMap::new(),
+            unreadable: Vec::new(),
         };
         for entry in self.list_streams()? {
             if let Ok(d) = self.resolve_stream(&entry.name) {
@@ -116,19 +169,40 @@ impl Repository {
         let image_refs = format!("{}/{}", paths::IMAGES, paths::REFS);
         for entry in self.list_links(&image_refs, true)? {
             // A dangling ref keeps nothing (and is pruned).
-            if let Some(d) = self.resolve_image_opt(&format!("refs/{}", entry.name))? {
-                marker.image(&d)?;
+            let name = format!("refs/{}", entry.name);
+            match self.resolve_image_opt(&name) {
+                Ok(Some(d)) => marker.image_root(&format!("{image_refs}/{}", entry.name), &d),
+                Ok(None) => {}
+                Err(e) => marker
+                    .unreadable
+                    .push(format!("{image_refs}/{}: {e}", entry.name)),
             }
         }
+        let mut mounted = 0;
+        for hex in super::mounted::mounted_image_ids(2 * self.algorithm().digest_len()) {
+            if let Ok(Some(d)) = self.resolve_image_opt(&hex) {
+                mounted += 1;
+                marker.image_root(&format!("{} (mounted)", paths::IMAGES), &d);
+            }
+        }
+        let stream_refs = format!("{}/{}", paths::STREAMS, paths::REFS);
         for entry in self.list_stream_refs()? {
-            if let Some(d) = self.resolve_stream_opt(&format!("refs/{}", entry.name))? {
-                marker.stream(&d)?;
+            match self.resolve_stream_opt(&format!("refs/{}", entry.name)) {
+                Ok(Some(d)) => marker.stream(&d),
+                Ok(None) => {}
+                Err(e) => marker
+                    .unreadable
+                    .push(format!("{stream_refs}/{}: {e}", entry.name)),
             }
         }
         for root in extra_roots {
             marker.extra_root(root)?;
         }
-        Ok(marker.live)
+        Ok(Live {
+            objects: marker.live,
+            unreadable: marker.unreadable,
+            mounted,
+        })
     }
 
     fn resolve_image_opt(&self, name: &str) -> Result<Option<Digest>> {
@@ -149,29 +223,21 @@ impl Repository {
         }
     }
 
-    fn sweep(&self, live: &HashSet<Digest>, dry_run: bool, report: &mut GcReport) -> Result<()> {
-        let objects = self.objects().as_fd();
+    fn sweep(&self, live: &Live, dry_run: bool, report: &mut GcReport) -> Result<()> {
         let objects_path = self.display(paths::OBJECTS);
-        let entries = match std::fs::read_dir(&objects_path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(RepoError::io(objects_path, e)),
-        };
+        let entries = crate::beneath::read_dir(self.objects().as_fd())
+            .map_err(|e| RepoError::io(&objects_path, e))?;
         let mut subdirs = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| RepoError::io(&objects_path, e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with(crate::objects::TEMP_PREFIX) {
-                if !dry_run {
-                    match rustix::fs::unlinkat(objects, name, AtFlags::empty()) {
-                        Ok(()) | Err(Errno::NOENT) => {}
-                        Err(e) => return Err(RepoError::io(entry.path(), e)),
-                    }
-                }
-                report.temp_files_removed += 1;
-            } else if name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                subdirs.push(name.to_string());
+        for (name, ft) in entries {
+            let Ok(name) = name.into_string() else {
+                report.unknown_files += 1;
+                continue;
+            };
+            let xx = name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if xx && ft == FileType::Directory {
+                subdirs.push(name);
+            } else if !name.starts_with(crate::objects::TEMP_PREFIX) {
+                report.unknown_files += 1;
             }
         }
         subdirs.sort();
@@ -213,7 +279,7 @@ impl Repository {
     fn sweep_subdir(
         &self,
         sub: &str,
-        live: &HashSet<Digest>,
+        live: &Live,
         dry_run: bool,
         report: &mut GcReport,
     ) -> Result<()> {
@@ -226,12 +292,13 @@ impl Repository {
             Mode::empty(),
         )
         .map_err(|e| RepoError::io(&sub_path, e))?;
-        let names: Vec<String> = std::fs::read_dir(&sub_path)
-            .map_err(|e| RepoError::io(&sub_path, e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        for name in names {
+        let entries =
+            crate::beneath::read_dir(dir.as_fd()).map_err(|e| RepoError::io(&sub_path, e))?;
+        for (name, ft) in entries {
+            let Ok(name) = name.into_string() else {
+                report.unknown_files += 1;
+                continue;
+            };
             let digest = match Digest::from_object_path(&format!("{sub}/{name}")) {
                 Ok(d) if d.algorithm() == alg => d,
                 _ => {
@@ -239,7 +306,7 @@ impl Repository {
                     continue;
                 }
             };
-            if live.contains(&digest) {
+            if live.keeps(&digest) {
                 report.objects_kept += 1;
                 continue;
             }
@@ -249,10 +316,16 @@ impl Repository {
                 Err(e) => return Err(RepoError::io(sub_path.join(&name), e)),
             };
             if !dry_run {
-                match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
-                    Ok(()) | Err(Errno::NOENT) => {}
-                    Err(e) => return Err(RepoError::io(sub_path.join(&name), e)),
-                }
+                let removed = if ft == FileType::Directory {
+                    // A directory squatting an object name: garbage as a whole.
+                    crate::beneath::remove_tree(dir.as_fd(), &name)
+                } else {
+                    match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
+                        Ok(()) | Err(Errno::NOENT) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    }
+                };
+                removed.map_err(|e| RepoError::io(sub_path.join(&name), e))?;
             }
             report.objects_removed += 1;
             report.bytes_removed += size;
@@ -260,53 +333,53 @@ impl Repository {
         Ok(())
     }
 
-    /// Removes (or, in a dry run, counts) symlinks whose target is gone. In
-    /// a dry run, links into objects about to be swept count as dangling.
-    fn prune_links(
-        &self,
-        live: &HashSet<Digest>,
-        dry_run: bool,
-        report: &mut GcReport,
-    ) -> Result<()> {
-        // After a real sweep only live objects remain; a dry run must judge
-        // links as if the sweep had happened.
-        let survives = |d: &Digest| !dry_run || live.contains(d);
+    /// Removes (or, in a dry run, counts) every symlink whose target will
+    /// not survive the sweep; true if any was removed.
+    fn prune_links(&self, live: &Live, dry_run: bool, report: &mut GcReport) -> Result<bool> {
+        let survives = |d: &Digest| live.keeps(d);
         let image_refs = format!("{}/{}", paths::IMAGES, paths::REFS);
         let stream_refs = format!("{}/{}", paths::STREAMS, paths::REFS);
-        // Top-level links first, so that refs to them are found dangling too.
-        let mut pruned_images = HashSet::new();
+        let before = (report.images_pruned, report.streams_pruned);
+        // Refs first (a crash then never leaves a ref to a pruned
+        // top-level link), judged as if the top-level links were gone.
+        let mut doomed_images = HashSet::new();
         for entry in self.list_links(paths::IMAGES, false)? {
             let link = format!("{}/{}", paths::IMAGES, entry.name);
-            if !self.link_target_exists(&link, &pruned_images, &survives)? {
-                self.prune(&link, dry_run)?;
-                pruned_images.insert(link);
-                report.images_pruned += 1;
+            if !self.link_target_exists(&link, &HashSet::new(), &survives)? {
+                doomed_images.insert(link);
             }
         }
-        for entry in self.list_links(&image_refs, true)? {
-            let link = format!("{image_refs}/{}", entry.name);
-            if !self.link_target_exists(&link, &pruned_images, &survives)? {
-                self.prune(&link, dry_run)?;
-                report.images_pruned += 1;
-            }
-        }
-        let mut pruned_streams = HashSet::new();
+        let mut doomed_streams = HashSet::new();
         for entry in self.list_streams()? {
             let link = format!("{}/{}", paths::STREAMS, entry.name);
-            if !self.link_target_exists(&link, &pruned_streams, &survives)? {
-                self.prune(&link, dry_run)?;
-                pruned_streams.insert(link);
-                report.streams_pruned += 1;
+            if !self.link_target_exists(&link, &HashSet::new(), &survives)? {
+                doomed_streams.insert(link);
             }
         }
-        for entry in self.list_links(&stream_refs, true)? {
-            let link = format!("{stream_refs}/{}", entry.name);
-            if !self.link_target_exists(&link, &pruned_streams, &survives)? {
-                self.prune(&link, dry_run)?;
-                report.streams_pruned += 1;
+        for (refs, doomed, count) in [
+            (&image_refs, &doomed_images, &mut report.images_pruned),
+            (&stream_refs, &doomed_streams, &mut report.streams_pruned),
+        ] {
+            for entry in self.list_links(refs, true)? {
+                let link = format!("{refs}/{}", entry.name);
+                if !self.link_target_exists(&link, doomed, &survives)? {
+                    self.prune(&link, dry_run)?;
+                    *count += 1;
+                }
             }
         }
-        Ok(())
+        for (doomed, count) in [
+            (&doomed_images, &mut report.images_pruned),
+            (&doomed_streams, &mut report.streams_pruned),
+        ] {
+            let mut sorted: Vec<&String> = doomed.iter().collect();
+            sorted.sort();
+            for link in sorted {
+                self.prune(link, dry_run)?;
+                *count += 1;
+            }
+        }
+        Ok((report.images_pruned, report.streams_pruned) != before)
     }
 
     fn prune(&self, link: &str, dry_run: bool) -> Result<()> {
@@ -316,6 +389,56 @@ impl Repository {
         Ok(())
     }
 
+    /// Removes the temporary files killed writers leave: `.tmp-object-*` in
+    /// `objects/`, `.tmp-link-*` anywhere in the link trees, `.tmp-meta-*`
+    /// in the root. Only under the exclusive lock (no writer is running).
+    fn remove_stale_temps(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
+        let mut dirs = vec![
+            (".".to_string(), ".tmp-meta-"),
+            (paths::OBJECTS.to_string(), crate::objects::TEMP_PREFIX),
+        ];
+        let mut trees = vec![paths::IMAGES.to_string(), paths::STREAMS.to_string()];
+        while let Some(dir) = trees.pop() {
+            let Some(fd) = self.open_subdir(&dir)? else {
+                continue;
+            };
+            for (name, ft) in crate::beneath::read_dir(fd.as_fd())
+                .map_err(|e| RepoError::io(self.display(&dir), e))?
+            {
+                if ft == FileType::Directory
+                    && let Ok(name) = name.into_string()
+                {
+                    trees.push(format!("{dir}/{name}"));
+                }
+            }
+            dirs.push((dir, ".tmp-link-"));
+        }
+        for (dir, prefix) in dirs {
+            let Some(fd) = self.open_subdir(&dir)? else {
+                continue;
+            };
+            for (name, ft) in crate::beneath::read_dir(fd.as_fd())
+                .map_err(|e| RepoError::io(self.display(&dir), e))?
+            {
+                let Ok(name) = name.into_string() else {
+                    continue;
+                };
+                if !name.starts_with(prefix) || ft == FileType::Directory {
+                    continue;
+                }
+                if !dry_run {
+                    match rustix::fs::unlinkat(&fd, name.as_str(), AtFlags::empty()) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(e) => {
+                            return Err(RepoError::io(self.display(&format!("{dir}/{name}")), e));
+                        }
+                    }
+                }
+                report.temp_files_removed += 1;
+            }
+        }
+        Ok(())
+    }
     /// True if following `link` reaches an existing object that `survives`
     /// the sweep, without passing through a link in `pruned`.
     fn link_target_exists(
@@ -353,6 +476,14 @@ impl Repository {
 }
 
 impl Marker<'_> {
+    /// Marks the image root `what` (`digest`); an image that cannot be read
+    /// is recorded as unreadable instead of failing the collection.
+    fn image_root(&mut self, what: &str, digest: &Digest) {
+        if let Err(e) = self.image(digest) {
+            self.unreadable.push(format!("{what}: {e}"));
+        }
+    }
+
     fn image(&mut self, digest: &Digest) -> Result<()> {
         if self.images.get(digest) == Some(&true) {
             return Ok(());
@@ -368,8 +499,9 @@ impl Marker<'_> {
 
     /// Marks a stream and everything it reaches. Chains of named refs are
     /// followed with a work list, not recursion, so a hostile chain cannot
-    /// exhaust the stack.
-    fn stream(&mut self, digest: &Digest) -> Result<()> {
+    /// exhaust the stack. A stream (or image) on the way that cannot be read
+    /// is recorded as unreadable; the walk goes on with the others.
+    fn stream(&mut self, digest: &Digest) {
         let mut pending = vec![*digest];
         while let Some(digest) = pending.pop() {
             if self.streams.get(&digest) == Some(&true) {
@@ -377,23 +509,37 @@ impl Marker<'_> {
             }
             self.streams.insert(digest, true);
             self.live.insert(digest);
-            let data = self
-                .repo
-                .read_object(&digest, super::streams::MAX_STREAM_LEN)?;
             let path = self.repo.display(&paths::object_path(&digest));
-            let stream =
-                SplitStream::parse(&data).map_err(|source| RepoError::Stream { path, source })?;
+            let data = match self
+                .repo
+                .read_object(&digest, super::streams::MAX_STREAM_LEN)
+            {
+                Ok(data) => data,
+                Err(e) => {
+                    self.unreadable
+                        .push(format!("stream {}: {e}", digest.to_hex()));
+                    continue;
+                }
+            };
+            let stream = match SplitStream::parse(&data) {
+                Ok(stream) => stream,
+                Err(source) => {
+                    let e = RepoError::Stream { path, source };
+                    self.unreadable
+                        .push(format!("stream {}: {e}", digest.to_hex()));
+                    continue;
+                }
+            };
             self.live.extend(stream.object_refs());
             for target in stream.stream_refs() {
                 self.live.insert(target);
                 if self.streams.contains_key(&target) {
                     pending.push(target);
                 } else if self.images.contains_key(&target) {
-                    self.image(&target)?;
+                    self.image_root(&format!("image {}", target.to_hex()), &target);
                 }
             }
         }
-        Ok(())
     }
 
     fn extra_root(&mut self, root: &str) -> Result<()> {
@@ -409,15 +555,30 @@ impl Marker<'_> {
         }
         if let Some(name) = root.strip_prefix("streams/") {
             let d = repo.resolve_stream(name)?;
-            return self.stream(&d);
+            return self.stream_strict(&d);
         }
         match repo.resolve_stream(root) {
-            Ok(d) => self.stream(&d),
+            Ok(d) => self.stream_strict(&d),
             Err(e) if e.is_not_found() => {
                 let d = repo.resolve_image(root)?;
                 self.image(&d)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// [`Marker::stream`] for an explicitly requested root: unreadable
+    /// streams on the way are an error.
+    fn stream_strict(&mut self, digest: &Digest) -> Result<()> {
+        let before = self.unreadable.len();
+        self.stream(digest);
+        if self.unreadable.len() > before {
+            let problems = self.unreadable.split_off(before);
+            return Err(RepoError::io(
+                self.repo.display(&paths::object_path(digest)),
+                io::Error::new(io::ErrorKind::InvalidData, problems.join("; ")),
+            ));
+        }
+        Ok(())
     }
 }

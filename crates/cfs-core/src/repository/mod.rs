@@ -45,6 +45,7 @@ pub mod gc;
 mod images;
 mod lock;
 pub mod meta;
+pub mod mounted;
 mod objects;
 pub mod paths;
 mod refs;
@@ -81,8 +82,13 @@ pub struct OpenOptions {
     /// Do not write `meta.json` into an old repository that lacks one (it is
     /// then used with the inferred configuration, read-only).
     pub no_upgrade: bool,
-    /// Open read-only even if writable.
+    /// Open read-only even if writable (this also never adds `meta.json`
+    /// to an old repository).
     pub read_only: bool,
+    /// The digest algorithm of an old repository without `meta.json`, as
+    /// the user named it; without it the algorithm is inferred from the
+    /// object names, and refused when they disagree.
+    pub algorithm: Option<Algorithm>,
 }
 
 /// How to create a repository.
@@ -219,11 +225,10 @@ impl Repository {
             ));
         }
         for sub in [paths::STREAMS, paths::IMAGES] {
-            match std::fs::remove_dir_all(path.join(sub)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(RepoError::io(path.join(sub), e)),
-            }
+            // Through the directory's descriptor, never following a symlink:
+            // a `streams` that is a symlink is removed itself, not its target.
+            crate::beneath::remove_tree(dir.as_fd(), sub)
+                .map_err(|e| RepoError::io(path.join(sub), e))?;
         }
         match rustix::fs::unlinkat(&dir, paths::META_JSON, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
@@ -246,7 +251,7 @@ impl Repository {
                 (meta, secure)
             }
             None => {
-                let (meta, secure) = infer_old_format(&dir, path)?;
+                let (meta, secure) = infer_old_format(&dir, path, opts.algorithm)?;
                 if opts.no_upgrade {
                     read_only.get_or_insert_with(|| {
                         "repository has no meta.json and upgrading was not allowed".into()
@@ -283,14 +288,16 @@ impl Repository {
         if read_only.is_none() {
             mkdir_at(&dir, path, paths::OBJECTS)?;
         }
-        let objects = match ObjectDir::open(&objects_path) {
-            Ok(o) => o,
+        let objects = match crate::beneath::open_dir(dir.as_fd(), paths::OBJECTS) {
+            Ok(fd) => ObjectDir::from_fd(fd, objects_path),
             // A read-only repository without objects/: open the root instead;
             // every lookup then simply finds nothing.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                ObjectDir::open(path).map_err(|e| RepoError::io(path, e))?
+                let fd = crate::beneath::open_dir(dir.as_fd(), ".")
+                    .map_err(|e| RepoError::io(path, e))?;
+                ObjectDir::from_fd(fd, path.to_path_buf())
             }
-            Err(e) => return Err(RepoError::io(objects_path, e)),
+            Err(e) => return Err(layout_error(dir.as_fd(), path, paths::OBJECTS, e)),
         };
         let algorithm = meta.algorithm();
         Ok(Repository {
@@ -380,6 +387,57 @@ impl Repository {
     pub(crate) fn display(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
     }
+
+    /// Opens the repository directory `rel` (`"."` for the root) without
+    /// following any symlink; `None` if it does not exist. A symlink or a
+    /// file in its place is a [`RepoError::Layout`] error.
+    pub(crate) fn open_subdir(&self, rel: &str) -> Result<Option<OwnedFd>> {
+        match crate::beneath::open_dir(self.dir.as_fd(), rel) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.layout_error(rel, e)),
+        }
+    }
+
+    /// The error for `e`, met while opening `rel` below the root: a
+    /// [`RepoError::Layout`] naming the component that is a symlink or not a
+    /// directory, or a plain I/O error.
+    pub(crate) fn layout_error(&self, rel: &str, e: io::Error) -> RepoError {
+        layout_error(self.dir.as_fd(), &self.path, rel, e)
+    }
+}
+
+/// See [`Repository::layout_error`].
+fn layout_error(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &Path,
+    rel: &str,
+    e: io::Error,
+) -> RepoError {
+    let code = e.raw_os_error().map(Errno::from_raw_os_error);
+    if matches!(code, Some(Errno::LOOP | Errno::NOTDIR)) {
+        // Find the first component that is not a real directory.
+        let mut cur = String::new();
+        for part in rel.split('/') {
+            if !cur.is_empty() {
+                cur.push('/');
+            }
+            cur.push_str(part);
+            match crate::beneath::lstat(dir, &cur) {
+                Ok(st) => {
+                    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+                    if ft != rustix::fs::FileType::Directory {
+                        return RepoError::Layout {
+                            path: path.join(&cur),
+                            found: format!("is {}", crate::beneath::describe(ft)),
+                        };
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    RepoError::io(path.join(rel), e)
 }
 
 /// The directories that creating a path (with its parents) makes, deepest
@@ -467,19 +525,13 @@ fn writability(dir: &OwnedFd, path: &Path) -> Option<String> {
 
 fn read_meta(dir: &OwnedFd, path: &Path) -> Result<Option<Meta>> {
     let meta_path = path.join(paths::META_JSON);
-    let fd = match rustix::fs::openat(
-        dir,
-        paths::META_JSON,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
+    let file = match crate::beneath::open_regular(dir.as_fd(), paths::META_JSON) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(RepoError::io(meta_path, e)),
     };
     let mut text = Vec::new();
-    File::from(fd)
-        .take(MAX_META_LEN + 1)
+    file.take(MAX_META_LEN + 1)
         .read_to_end(&mut text)
         .map_err(|e| RepoError::io(&meta_path, e))?;
     if text.len() as u64 > MAX_META_LEN {
@@ -498,7 +550,7 @@ fn read_meta(dir: &OwnedFd, path: &Path) -> Result<Option<Meta>> {
 
 /// True if the file `rel` has fs-verity enabled.
 fn probe_secure(dir: &OwnedFd, path: &Path, rel: &str) -> Result<bool> {
-    let fd = rustix::fs::openat(dir, rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+    let fd = crate::beneath::open_regular(dir.as_fd(), rel)
         .map_err(|e| RepoError::io(path.join(rel), e))?;
     match measure_verity(fd.as_fd()) {
         Ok(_) => Ok(true),
@@ -507,43 +559,101 @@ fn probe_secure(dir: &OwnedFd, path: &Path, rel: &str) -> Result<bool> {
     }
 }
 
-/// The configuration of a repository without `meta.json`: the algorithm from
-/// the length of the first object name, security from that object's verity.
-fn infer_old_format(dir: &OwnedFd, path: &Path) -> Result<(Meta, bool)> {
-    let objects = path.join(paths::OBJECTS);
-    let entries = match std::fs::read_dir(&objects) {
-        Ok(e) => e,
+/// Objects whose fs-verity is probed when inferring the security mode of an
+/// old repository.
+const SECURE_PROBES: usize = 64;
+
+/// The configuration of a repository without `meta.json`. The algorithm
+/// comes from the names of *all* objects: every regular file in
+/// `objects/XX/` named by a hex digest of 31 or 63 more bytes votes; names
+/// of both lengths make the algorithm ambiguous, and then only `hint` (an
+/// algorithm the user named) decides. Secure only if every probed object
+/// (up to [`SECURE_PROBES`]) has fs-verity.
+fn infer_old_format(dir: &OwnedFd, path: &Path, hint: Option<Algorithm>) -> Result<(Meta, bool)> {
+    let objects = match crate::beneath::open_dir(dir.as_fd(), paths::OBJECTS) {
+        Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(RepoError::NotInitialized {
                 path: path.to_path_buf(),
             });
         }
-        Err(e) => return Err(RepoError::io(objects, e)),
+        Err(e) => return Err(layout_error(dir.as_fd(), path, paths::OBJECTS, e)),
     };
-    let mut subdirs: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
+    let listing = |fd: std::os::fd::BorrowedFd<'_>, rel: &str| {
+        crate::beneath::read_dir(fd).map_err(|e| RepoError::io(path.join(rel), e))
+    };
+    let mut found: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    let mut subdirs: Vec<String> = listing(objects.as_fd(), paths::OBJECTS)?
+        .into_iter()
+        .filter(|(_, ft)| *ft == rustix::fs::FileType::Directory)
+        .filter_map(|(n, _)| n.into_string().ok())
         .filter(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect();
     subdirs.sort();
     for sub in subdirs {
-        let Ok(files) = std::fs::read_dir(objects.join(&sub)) else {
+        let rel = format!("{}/{sub}", paths::OBJECTS);
+        let Ok(fd) = crate::beneath::open_dir(objects.as_fd(), &sub) else {
             continue;
         };
-        for f in files.filter_map(|e| e.ok()) {
-            let name = f.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let alg = match name.len() {
-                62 => Algorithm::Sha256,
-                126 => Algorithm::Sha512,
-                _ => continue,
+        for (name, ft) in listing(fd.as_fd(), &rel)? {
+            let Ok(name) = name.into_string() else {
+                continue;
             };
-            let secure = probe_secure(dir, path, &format!("{}/{sub}/{name}", paths::OBJECTS))?;
-            return Ok((Meta::upgraded(alg), secure));
+            if ft != rustix::fs::FileType::RegularFile
+                || !name.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                continue;
+            }
+            match name.len() {
+                62 => found[0].push(format!("{rel}/{name}")),
+                126 => found[1].push(format!("{rel}/{name}")),
+                _ => {}
+            }
         }
     }
-    // An empty old repository: the default of the reference tool.
-    Ok((Meta::upgraded(Algorithm::Sha512), false))
+    let index = |alg: Algorithm| usize::from(alg != Algorithm::Sha256);
+    let alg = match (hint, found[0].is_empty(), found[1].is_empty()) {
+        (Some(alg), _, _) if found[index(alg)].is_empty() && !found[1 - index(alg)].is_empty() => {
+            return Err(RepoError::Meta {
+                path: path.join(paths::META_JSON),
+                message: format!(
+                    "missing, and {alg} was requested, but all {} objects are named like {} digests (e.g. {})",
+                    found[1 - index(alg)].len(),
+                    if index(alg) == 0 {
+                        "SHA-512"
+                    } else {
+                        "SHA-256"
+                    },
+                    found[1 - index(alg)][0]
+                ),
+            });
+        }
+        (Some(alg), _, _) => alg,
+        // An empty old repository: the default of the reference tool.
+        (None, true, true) | (None, true, false) => Algorithm::Sha512,
+        (None, false, true) => Algorithm::Sha256,
+        (None, false, false) => {
+            return Err(RepoError::Meta {
+                path: path.join(paths::META_JSON),
+                message: format!(
+                    "missing, and the objects do not tell the digest algorithm: {} are named like SHA-256 digests and {} like SHA-512 digests (e.g. {} and {}); name the algorithm with --hash to add meta.json",
+                    found[0].len(),
+                    found[1].len(),
+                    found[0][0],
+                    found[1][0]
+                ),
+            });
+        }
+    };
+    let names = &found[index(alg)];
+    let mut secure = !names.is_empty();
+    for rel in names.iter().take(SECURE_PROBES) {
+        if !probe_secure(dir, path, rel)? {
+            secure = false;
+            break;
+        }
+    }
+    Ok((Meta::upgraded(alg), secure))
 }
 
 /// Writes `meta.json` atomically: O_TMPFILE (or an exclusive named file),
@@ -643,5 +753,7 @@ mod tests;
 mod tests_fsck;
 #[cfg(test)]
 mod tests_gc;
+#[cfg(test)]
+mod tests_hostile;
 #[cfg(test)]
 mod tests_verity;

@@ -9,7 +9,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use std::os::fd::AsFd;
+
+use rustix::fs::{AtFlags, Mode};
 use rustix::io::Errno;
 
 use super::error::{RepoError, Result};
@@ -31,16 +33,13 @@ impl Repository {
     /// link survives a crash once this returns.
     pub fn set_link(&self, link: &str, target: &str) -> Result<()> {
         self.check_writable()?;
-        let (parent, name) = link.rsplit_once('/').unwrap_or((".", link));
-        self.mkdir_parents(parent)?;
+        let (parent, name) = crate::beneath::split_parent(link);
+        // Created (and opened) one component at a time, never through a
+        // symlink: a planted `images/refs -> /elsewhere` is refused.
+        let parent_fd =
+            crate::beneath::mkdir_all(self.dir_fd(), parent, Mode::from_raw_mode(0o755))
+                .map_err(|e| self.layout_error(parent, e))?;
         let value = paths::relative_target(link, target);
-        let parent_fd = rustix::fs::openat(
-            self.dir_fd(),
-            parent,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(|e| RepoError::io(self.display(parent), e))?;
         // Fast path: a link that already has the right value stays as it is.
         if let Ok(existing) = rustix::fs::readlinkat(&parent_fd, name, Vec::new())
             && existing.as_bytes() == value.as_bytes()
@@ -61,7 +60,11 @@ impl Repository {
     /// Removes the symlink `link`; `false` if it did not exist.
     pub fn remove_link(&self, link: &str) -> Result<bool> {
         self.check_writable()?;
-        match rustix::fs::unlinkat(self.dir_fd(), link, AtFlags::empty()) {
+        let (parent, name) = crate::beneath::split_parent(link);
+        let Some(parent_fd) = self.open_subdir(parent)? else {
+            return Ok(false);
+        };
+        match rustix::fs::unlinkat(&parent_fd, name, AtFlags::empty()) {
             Ok(()) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(RepoError::io(self.display(link), e)),
@@ -70,7 +73,11 @@ impl Repository {
 
     /// The raw target of the symlink `link`, or `None` if it does not exist.
     pub fn read_link(&self, link: &str) -> Result<Option<String>> {
-        match rustix::fs::readlinkat(self.dir_fd(), link, Vec::new()) {
+        let (parent, name) = crate::beneath::split_parent(link);
+        let Some(parent_fd) = self.open_subdir(parent)? else {
+            return Ok(None);
+        };
+        match rustix::fs::readlinkat(&parent_fd, name, Vec::new()) {
             Ok(t) => Ok(Some(String::from_utf8_lossy(t.as_bytes()).into_owned())),
             Err(Errno::NOENT) => Ok(None),
             Err(e) => Err(RepoError::io(self.display(link), e)),
@@ -117,78 +124,53 @@ impl Repository {
 
     /// Every symlink under the directory `dir` (repository-relative),
     /// recursively, sorted by name. A missing directory lists nothing.
-    /// Entries that are not symlinks or directories are skipped.
+    /// Entries that are not symlinks or directories are skipped, and so are
+    /// temporary names (`.tmp-*`). Directories are opened below the
+    /// repository root without following symlinks (a symlink in the place of
+    /// `dir` is a [`RepoError::Layout`] error; symlinks inside are entries).
     pub fn list_links(&self, dir: &str, recursive: bool) -> Result<Vec<RefEntry>> {
         let mut out = Vec::new();
-        self.list_into(dir, "", recursive, &mut out)?;
+        // Work list of directories still to read, relative to `dir`.
+        let mut pending = vec![String::new()];
+        while let Some(prefix) = pending.pop() {
+            let dir_rel = if prefix.is_empty() {
+                dir.to_string()
+            } else {
+                format!("{dir}/{prefix}")
+            };
+            let Some(fd) = self.open_subdir(&dir_rel)? else {
+                continue;
+            };
+            let entries = crate::beneath::read_dir(fd.as_fd())
+                .map_err(|e| RepoError::io(self.display(&dir_rel), e))?;
+            for (name, ft) in entries {
+                let Ok(name) = name.into_string() else {
+                    continue;
+                };
+                if name.starts_with(".tmp-") {
+                    continue;
+                }
+                let rel = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                if ft == rustix::fs::FileType::Symlink {
+                    let target =
+                        rustix::fs::readlinkat(&fd, name.as_str(), Vec::new()).map_err(|e| {
+                            RepoError::io(self.display(&format!("{dir_rel}/{name}")), e)
+                        })?;
+                    out.push(RefEntry {
+                        name: rel,
+                        target: String::from_utf8_lossy(target.as_bytes()).into_owned(),
+                    });
+                } else if ft == rustix::fs::FileType::Directory && recursive {
+                    pending.push(rel);
+                }
+            }
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
-    }
-
-    fn list_into(
-        &self,
-        base: &str,
-        prefix: &str,
-        recursive: bool,
-        out: &mut Vec<RefEntry>,
-    ) -> Result<()> {
-        let dir_rel = if prefix.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}/{prefix}")
-        };
-        let path = self.display(&dir_rel);
-        let entries = match std::fs::read_dir(&path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(RepoError::io(path, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| RepoError::io(&path, e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with(".tmp-") {
-                continue;
-            }
-            let ft = entry
-                .file_type()
-                .map_err(|e| RepoError::io(entry.path(), e))?;
-            let rel = if prefix.is_empty() {
-                name.clone()
-            } else {
-                format!("{prefix}/{name}")
-            };
-            if ft.is_symlink() {
-                let target =
-                    std::fs::read_link(entry.path()).map_err(|e| RepoError::io(entry.path(), e))?;
-                out.push(RefEntry {
-                    name: rel,
-                    target: target.to_string_lossy().into_owned(),
-                });
-            } else if ft.is_dir() && recursive {
-                self.list_into(base, &rel, recursive, out)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn mkdir_parents(&self, parent: &str) -> Result<()> {
-        if parent == "." {
-            return Ok(());
-        }
-        let mut cur = String::new();
-        for part in parent.split('/') {
-            if !cur.is_empty() {
-                cur.push('/');
-            }
-            cur.push_str(part);
-            match rustix::fs::mkdirat(self.dir_fd(), cur.as_str(), Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(RepoError::io(self.display(&cur), e)),
-            }
-        }
-        Ok(())
     }
 
     /// Absolute path of a repository-relative path.

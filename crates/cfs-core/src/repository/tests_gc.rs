@@ -97,6 +97,7 @@ fn keeps_what_roots_reach_and_removes_the_rest() {
         streams_pruned: 2,
         temp_files_removed: 1,
         unknown_files: 0,
+        ..GcReport::default()
     };
     assert_eq!(repo.gc(&opts).unwrap(), expected);
     // A dry run changes nothing.
@@ -136,7 +137,7 @@ fn keeps_what_roots_reach_and_removes_the_rest() {
 }
 
 #[test]
-fn corrupt_image_root_fails_without_deleting() {
+fn corrupt_image_root_is_reported_and_deletes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = init(tmp.path(), Algorithm::Sha256);
     let garbage = object(&repo, b"garbage that nothing references");
@@ -154,8 +155,16 @@ fn corrupt_image_root_fails_without_deleting() {
         .unwrap();
     let before = stored_objects(&repo);
     let links = all_links(&repo);
-    let err = repo.gc(&GcOptions::default()).unwrap_err();
-    assert!(matches!(err, RepoError::Image { .. }), "{err}");
+    let report = repo.gc(&GcOptions::default()).unwrap();
+    assert_eq!(report.unreadable.len(), 1, "{report:?}");
+    assert!(
+        report.unreadable[0].starts_with("images/refs/bad: "),
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.objects_removed, report.objects_kept),
+        (0, before.len() as u64)
+    );
     assert_eq!(stored_objects(&repo), before);
     assert_eq!(all_links(&repo), links);
     assert!(before.contains(&garbage.0));
@@ -167,9 +176,15 @@ fn corrupt_image_root_fails_without_deleting() {
     data[100] ^= 1;
     std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, &data).unwrap();
-    let err = repo.gc(&GcOptions::default()).unwrap_err();
-    assert!(matches!(err, RepoError::DigestMismatch { .. }), "{err}");
+    let report = repo.gc(&GcOptions::default()).unwrap();
+    assert!(report.unreadable[0].contains("mismatch"), "{report:?}");
     assert_eq!(stored_objects(&repo), before);
+    // Once the bad ref is gone, the next collection does the work.
+    repo.remove_link("images/refs/good").unwrap();
+    let report = repo.gc(&GcOptions::default()).unwrap();
+    assert!(report.unreadable.is_empty(), "{report:?}");
+    assert!(report.objects_removed >= 3, "{report:?}");
+    assert!(repo.fsck(&FsckOptions::default(), None).unwrap().ok);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use cfs_core::repository::{FsckOptions, Repository};
 use cfs_oci::store::{self, OciImage, layer_stream_id};
 
 use crate::cli::GlobalOpts;
-use crate::cmd::repo::{open_repo, print, threads};
+use crate::cmd::repo::{open_repo_read, print, threads};
 
 #[derive(Serialize)]
 struct Report<R: Serialize> {
@@ -22,7 +22,7 @@ struct Report<R: Serialize> {
 }
 
 pub(super) fn fsck(global: &GlobalOpts, image: Option<&str>, json: bool) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let opts = FsckOptions {
         metadata_only: false,
         threads: threads(global),

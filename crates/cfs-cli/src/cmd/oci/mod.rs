@@ -68,7 +68,7 @@ fn open_image(repo: &Repository, name: &str) -> Result<OciImage> {
 
 /// `oci dump IMAGE`: the merged tree as a dumpfile.
 fn dump(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = crate::cmd::repo::open_repo_read(global)?;
     let image = open_image(&repo, &args.image)?;
     let mut fs = image
         .build_tree(&repo, args.xattrs)
@@ -83,7 +83,7 @@ fn dump(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
 
 /// `oci compute-id IMAGE`: the image id of the merged tree (nothing stored).
 fn compute_id(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = crate::cmd::repo::open_repo_read(global)?;
     let image = open_image(&repo, &args.image)?;
     let fs = image
         .build_tree(&repo, args.xattrs)
@@ -111,7 +111,7 @@ fn layer(global: &GlobalOpts, diff_id: &str, json: bool, dumpfile: bool) -> Resu
              or use --json for metadata."
         );
     }
-    let repo = open_repo(global)?;
+    let repo = crate::cmd::repo::open_repo_read(global)?;
     let id = store::layer_stream_id(diff_id);
     let Some(object) = repo.has_stream(&id)? else {
         bail!("Layer {diff_id} not found");

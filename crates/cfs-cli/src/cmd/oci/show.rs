@@ -7,7 +7,7 @@ use cfs_oci::store::{self, OciImage};
 
 use super::open_image;
 use crate::cli::GlobalOpts;
-use crate::cmd::repo::{open_repo, print, table};
+use crate::cmd::repo::{open_repo_read, print, table};
 
 /// One row of `oci images --json`.
 #[derive(Serialize)]
@@ -24,7 +24,7 @@ struct ImageRow {
 
 /// `oci images [--json]`.
 pub(super) fn images(global: &GlobalOpts, json: bool) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let mut rows = Vec::new();
     for (tag, digest) in store::list_tags(&repo)? {
         let image = match OciImage::open_manifest(&repo, &digest) {
@@ -96,7 +96,7 @@ pub(super) fn images(global: &GlobalOpts, json: bool) -> Result<()> {
 
 /// `oci inspect IMAGE [--manifest|--config]`.
 pub(super) fn inspect(global: &GlobalOpts, name: &str, manifest: bool, config: bool) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let image = open_image(&repo, name)?;
     let raw = |bytes: &[u8]| -> Result<()> {
         let mut text = String::from_utf8_lossy(bytes).into_owned();

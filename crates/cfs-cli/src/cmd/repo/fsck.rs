@@ -9,12 +9,12 @@ use indicatif::HumanBytes;
 
 use cfs_core::repository::{FsckOptions, FsckProgress};
 
-use super::{open_repo, print, threads};
+use super::{open_repo_read, print, threads};
 use crate::cli::{FsckArgs, GlobalOpts};
 use crate::progress;
 
 pub(crate) fn fsck(global: &GlobalOpts, args: &FsckArgs) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let opts = FsckOptions {
         metadata_only: args.metadata_only,
         threads: threads(global),

@@ -10,7 +10,7 @@ use cfs_core::dumpfile::write_dumpfile;
 use cfs_core::erofs::reader::{ReadOptions, read_image};
 use cfs_core::repository::{RepoError, paths};
 
-use super::{digest_id, open_repo, print, table};
+use super::{digest_id, open_repo, open_repo_read, print, table};
 use crate::cli::{GlobalOpts, ImagesArgs};
 
 /// Digest characters shown by `images` without `--no-trunc`.
@@ -40,7 +40,7 @@ struct ImageEntry {
 /// `images [--json] [--no-trunc]`: the refs under `images/refs/`, sorted by
 /// name.
 pub(crate) fn list(global: &GlobalOpts, args: &ImagesArgs) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let mut images = Vec::new();
     for image in repo.list_images()? {
         let digest = match image.digest {
@@ -84,7 +84,7 @@ pub(crate) fn list(global: &GlobalOpts, args: &ImagesArgs) -> Result<()> {
 /// `image-objects NAME`: every object the image references, `<alg>:<hex>`
 /// per line, sorted.
 pub(crate) fn image_objects(global: &GlobalOpts, name: &str) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let objects = repo
         .image_objects(name)
         .with_context(|| format!("Collecting objects for image '{name}'"))?;
@@ -97,7 +97,7 @@ pub(crate) fn image_objects(global: &GlobalOpts, name: &str) -> Result<()> {
 
 /// `dump NAME`: the image as a dumpfile.
 pub(crate) fn dump(global: &GlobalOpts, name: &str) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let (data, digest) = repo
         .read_image_bytes(name)
         .with_context(|| format!("Opening image '{name}'"))?;
@@ -116,7 +116,7 @@ pub(crate) fn dump(global: &GlobalOpts, name: &str) -> Result<()> {
 
 /// `cat NAME`: the stream's original bytes on stdout.
 pub(crate) fn cat(global: &GlobalOpts, name: &str) -> Result<()> {
-    let repo = open_repo(global)?;
+    let repo = open_repo_read(global)?;
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     repo.cat_stream(name, &mut out)
         .with_context(|| format!("Merging splitstream '{name}'"))?;

@@ -112,6 +112,7 @@ fn ensure_existing(global: &GlobalOpts, path: &Path, wanted: Algorithm) -> Resul
         require_verity: global.require_verity,
         no_upgrade: global.no_upgrade,
         read_only: false,
+        algorithm: Some(wanted),
     };
     let repo = Repository::open(path, &opts)?;
     if repo.algorithm() != wanted {

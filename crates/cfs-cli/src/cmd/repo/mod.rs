@@ -64,13 +64,26 @@ pub(crate) fn repo_path(global: &GlobalOpts) -> Result<PathBuf> {
     }
 }
 
-/// Opens the repository with the global options and checks `--hash`.
+/// Opens the repository with the global options, for a command that may
+/// write (an old repository without `meta.json` is upgraded unless
+/// `--no-upgrade`), and checks `--hash`.
 pub(crate) fn open_repo(global: &GlobalOpts) -> Result<Repository> {
+    open_with(global, false)
+}
+
+/// Opens the repository for a command that only reads: nothing is ever
+/// written, not even `meta.json` into an old repository.
+pub(crate) fn open_repo_read(global: &GlobalOpts) -> Result<Repository> {
+    open_with(global, true)
+}
+
+fn open_with(global: &GlobalOpts, read_only: bool) -> Result<Repository> {
     let path = repo_path(global)?;
     let opts = OpenOptions {
         require_verity: global.require_verity,
         no_upgrade: global.no_upgrade,
-        read_only: false,
+        read_only,
+        algorithm: global.hash.map(|h| h.algorithm()),
     };
     let repo = Repository::open(&path, &opts)?;
     check_hash(global, &repo)?;
@@ -106,6 +119,7 @@ pub(crate) fn tree_algorithm(global: &GlobalOpts) -> Result<Algorithm> {
         require_verity: global.require_verity,
         no_upgrade: true,
         read_only: true,
+        algorithm: global.hash.map(|h| h.algorithm()),
     };
     match Repository::open(&path, &opts) {
         Ok(repo) => {

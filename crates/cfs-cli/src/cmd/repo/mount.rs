@@ -73,6 +73,7 @@ pub(crate) fn open_for_mount(global: &GlobalOpts) -> Result<Repository> {
         require_verity: global.require_verity,
         no_upgrade: global.no_upgrade,
         read_only: true,
+        algorithm: global.hash.map(|h| h.algorithm()),
     };
     let repo = Repository::open(&path, &opts)?;
     check_hash(global, &repo)?;
