@@ -187,7 +187,7 @@ fn guest_verity_and_core() {
     // Repository crash safety (SIGKILLed imports) and the drop-in tools,
     // with objects getting fs-verity.
     g.suites
-        .extend(["crash::", "cli::"].map(|m| module_suite(integration, m)));
+        .extend(["crash::", "crash_gc::", "cli::"].map(|m| module_suite(integration, m)));
     let report = run_and_check(&g);
     let verity = &report.suites[0];
     assert!(

@@ -7,6 +7,7 @@ mod corpus;
 mod cli;
 mod compat;
 mod crash;
+mod crash_gc;
 mod crash_oci;
 mod mount;
 mod mount_overlay;
