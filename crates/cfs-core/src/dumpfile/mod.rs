@@ -141,17 +141,17 @@ pub use print::{
 };
 
 /// Largest inline CONTENT in bytes (C `LCFS_INLINE_CONTENT_MAX`).
-pub const MAX_INLINE_CONTENT: usize = 5000;
+pub const MAX_INLINE_CONTENT: usize = crate::limits::MAX_INLINE;
 
 /// Symlink targets and payloads must be shorter than this (C `PATH_MAX`).
-pub const PATH_MAX: usize = 4096;
+pub const PATH_MAX: usize = crate::limits::PATH_MAX;
 
 /// Largest text after the 11 fixed fields of a line (C `UINT16_MAX`).
 pub const MAX_XATTR_TEXT: usize = 65535;
 
 /// Per-inode xattr budget: 12 + Σ(7 + key + value) must not exceed this
 /// (C `LCFS_INODE_EXTERNAL_XATTR_MAX`).
-pub const XATTR_BUDGET: usize = 32767;
+pub const XATTR_BUDGET: usize = crate::limits::XATTR_BUDGET;
 
 /// Largest xattr key in bytes (C `XATTR_NAME_MAX`).
-pub const MAX_XATTR_NAME: usize = 255;
+pub const MAX_XATTR_NAME: usize = crate::limits::MAX_XATTR_NAME;

@@ -3,7 +3,7 @@
 use super::{FileSystem, InodeId, InodeKind};
 
 /// Maximum length of one name component (EROFS and Linux `NAME_MAX`).
-pub const MAX_NAME_LEN: usize = 255;
+pub const MAX_NAME_LEN: usize = crate::limits::MAX_NAME_LEN;
 
 /// A violated tree invariant. Paths are absolute, as far as they can be named.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

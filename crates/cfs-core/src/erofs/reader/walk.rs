@@ -26,7 +26,7 @@ use crate::tree::FileType;
 
 /// Deepest directory nesting accepted (C paths are limited to 4096 bytes, so
 /// no C tool can handle deeper trees: each level needs at least 2 bytes).
-pub const MAX_DEPTH: usize = 2048;
+pub const MAX_DEPTH: usize = crate::limits::MAX_DEPTH;
 
 /// Budget units charged for each directory entry processed.
 pub const DIRENT_COST: u64 = 64;

@@ -23,16 +23,10 @@ use super::order::{NONE, Order};
 use crate::erofs::format::MAX_FORMAT_VERSION;
 use crate::tree::{FileSystem, InodeId, InodeKind, RegularFile, TreeError};
 
-/// Longest symlink target or object path + 1 (`PATH_MAX`).
-const PATH_MAX: usize = 4096;
-/// Largest inline file content (`LCFS_INLINE_CONTENT_MAX`).
-pub(super) const INLINE_CONTENT_MAX: usize = 5000;
-/// Longest xattr name (`XATTR_NAME_MAX`).
-const XATTR_NAME_MAX: usize = 255;
-/// Largest xattr value.
-const XATTR_VALUE_MAX: usize = u16::MAX as usize;
-/// Per-inode xattr budget (`LCFS_INODE_EXTERNAL_XATTR_MAX`).
-const XATTR_BUDGET: usize = u16::MAX as usize / 2;
+use crate::limits::{
+    MAX_DEPTH, MAX_INLINE as INLINE_CONTENT_MAX, MAX_XATTR_NAME as XATTR_NAME_MAX,
+    MAX_XATTR_VALUE as XATTR_VALUE_MAX, PATH_MAX, XATTR_BUDGET,
+};
 /// Budget cost of the xattr body header, charged with the first xattr.
 const XATTR_BUDGET_HEADER: usize = 12;
 /// Budget cost of one xattr besides its name and value.
@@ -67,6 +61,36 @@ pub(super) fn tree(fs: &FileSystem) -> Result<(), WriteError> {
         TreeError::AliasWithoutTarget { path } => WriteError::AliasTargetMissing { path },
         e => WriteError::Tree(e),
     })
+}
+
+/// Directory nesting: no directory deeper than [`MAX_DEPTH`] (the root is
+/// level 0), the limit every reader enforces.
+pub(super) fn depth(fs: &FileSystem) -> Result<(), WriteError> {
+    let mut level = vec![0usize; fs.len()];
+    let mut entered = vec![false; fs.len()];
+    entered[fs.root().index()] = true;
+    let mut pending = vec![fs.root()];
+    while let Some(dir) = pending.pop() {
+        let Some(d) = fs.directory(dir) else { continue };
+        for entry in d.entries() {
+            if entry.alias || fs.directory(entry.inode).is_none() {
+                continue;
+            }
+            if std::mem::replace(&mut entered[entry.inode.index()], true) {
+                continue;
+            }
+            let l = level[dir.index()] + 1;
+            if l > MAX_DEPTH {
+                return Err(WriteError::TooDeep {
+                    path: path_of(fs, entry.inode),
+                    limit: MAX_DEPTH,
+                });
+            }
+            level[entry.inode.index()] = l;
+            pending.push(entry.inode);
+        }
+    }
+    Ok(())
 }
 
 /// Chunk size bits of an external file of `size` bytes (C

@@ -57,6 +57,8 @@ mod xref;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 
 use std::io::{self, Write};
 
@@ -197,6 +199,17 @@ pub enum WriteError {
         /// The limit (32767).
         max: usize,
     },
+    /// Directories nested deeper than [`crate::limits::MAX_DEPTH`] levels,
+    /// which no reader (nor C tool) accepts.
+    #[error(
+        "{path}: directories nested deeper than {limit} levels (the limit every composefs reader enforces)"
+    )]
+    TooDeep {
+        /// Path of the first directory too deep.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The image would exceed the 2^32-block limit of EROFS.
     #[error("image too large: {blocks} blocks of 4096 bytes exceed the EROFS limit of 2^32")]
     ImageTooLarge {
@@ -221,6 +234,7 @@ pub fn write_image<W: Write>(
 ) -> Result<ImageSummary, WriteError> {
     let bounds = check::version_bounds(opts)?;
     check::tree(fs)?;
+    check::depth(fs)?;
     let order = order::Order::build(fs);
     let version = if bounds.min < MAX_FORMAT_VERSION
         && bounds.max >= MAX_FORMAT_VERSION
