@@ -116,6 +116,9 @@ pub(crate) enum Command {
     ImportImage {
         /// The name of the image (images/refs/NAME).
         name: String,
+        /// Store it even if objects it references are missing.
+        #[arg(long)]
+        allow_missing_objects: bool,
     },
     /// List named images.
     #[command(visible_alias = "list-images")]

@@ -16,6 +16,28 @@
 //! the one writer, so a tree one of them accepts can always be read back —
 //! by `gc`, `fsck`, `composefs-info` and the kernel.
 
+/// Largest EROFS image any reader loads (`composefs-info`, `import-image`,
+/// the repository's image reads), enforced while reading: a pipe or device
+/// that never ends is cut off there, not buffered until memory runs out.
+/// Composefs images hold metadata only; 4 GiB describes tens of millions of
+/// files.
+pub const MAX_IMAGE_LEN: u64 = 4 << 30;
+
+/// Reads all of `src` into memory, refusing more than `limit` bytes (the
+/// error names the limit; at most `limit + 1` bytes are ever read).
+pub fn read_bounded(src: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    src.take(limit.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes (the limit for this input)"),
+        ));
+    }
+    Ok(data)
+}
+
 /// Deepest directory nesting (the root is level 0).
 pub const MAX_DEPTH: usize = 2048;
 /// Longest name of a directory entry (`NAME_MAX`).
@@ -30,3 +52,15 @@ pub const MAX_XATTR_NAME: usize = 255;
 pub const MAX_XATTR_VALUE: usize = u16::MAX as usize;
 /// Per-inode xattr budget (`LCFS_INODE_EXTERNAL_XATTR_MAX`).
 pub const XATTR_BUDGET: usize = u16::MAX as usize / 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endless_input_is_cut_off_at_the_limit() {
+        let e = read_bounded(std::io::repeat(0), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
+        assert_eq!(read_bounded(&[1u8; 10][..], 10).unwrap().len(), 10);
+    }
+}

@@ -158,13 +158,16 @@ fn run(args: &[OsString]) -> Result<(), Fatal> {
     let write_err = |e: io::Error| fatal(format!("write error: {e}"));
     for image in &images {
         let path = Path::new(image);
-        let bytes = std::fs::read(path).map_err(|e| {
-            fatal(format!(
-                "Failed to open '{}': {}",
-                path.display(),
-                strerror(&e)
-            ))
-        })?;
+        // Bounded while reading: a device or pipe that never ends is cut off.
+        let bytes = std::fs::File::open(path)
+            .and_then(|f| cfs_core::limits::read_bounded(f, cfs_core::limits::MAX_IMAGE_LEN))
+            .map_err(|e| {
+                fatal(format!(
+                    "Failed to open '{}': {}",
+                    path.display(),
+                    strerror(&e)
+                ))
+            })?;
         // C prints strerror(errno); we lead with the same text and add the detail.
         let (fs, _info) = read_image(&bytes, &opts).map_err(|e| {
             fatal(format!(

@@ -489,6 +489,56 @@ fn cfsctl_mount_from_insecure_repository() {
 }
 
 #[test]
+fn gc_keeps_mounted_images() {
+    if !privileged("gc_keeps_mounted_images") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, mnt) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("mnt"),
+    );
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::create_dir(&mnt).unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(src.join("d/big"), &big).unwrap();
+    let cfsctl = |args: &[&OsStr]| {
+        let o = run(tool("cfsctl").arg("--repo").arg(&repo).args(args));
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    };
+    cfsctl(&["init".as_ref(), "--insecure".as_ref()]);
+    cfsctl(&[
+        "create-image".as_ref(),
+        "--no-propagate-usr-to-root".as_ref(),
+        src.as_os_str(),
+        "live".as_ref(),
+    ]);
+    cfsctl(&["mount".as_ref(), "live".as_ref(), mnt.as_os_str()]);
+    let m = Mounted(mnt.clone());
+    // The name goes; the mount stays and must keep working.
+    std::fs::remove_file(repo.join("images/refs/live")).unwrap();
+    let o = cfsctl(&["gc".as_ref()]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Objects: 0 removed"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        stderr(&o).contains("Kept 1 mounted image"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(mnt.join("d/big")).unwrap(), big);
+    drop(m);
+    // Unmounted, it is garbage like any unnamed image.
+    let o = cfsctl(&["gc".as_ref()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("Objects: 2 removed"), "{out}");
+}
+
+#[test]
 fn mount_t_composefs_through_sbin_helper() {
     if !privileged("mount_t_composefs_through_sbin_helper") {
         return;

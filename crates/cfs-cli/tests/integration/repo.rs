@@ -518,7 +518,18 @@ fn import_image_round_trip() {
     let hex = id.trim().strip_prefix("sha512:").unwrap();
     let bytes = std::fs::read(object(&one, hex)).unwrap();
 
-    let imported = run_with_stdin(cfsctl(&two).args(["import-image", "copy"]), &bytes);
+    // Its files are not in `two`: refused unless allowed.
+    let refused = run_with_stdin(cfsctl(&two).args(["import-image", "copy"]), &bytes);
+    let err = fails(&refused, 1);
+    assert!(
+        err.contains("object(s) this repository does not have"),
+        "{err}"
+    );
+    assert!(!two.join("images/refs/copy").exists());
+    let imported = run_with_stdin(
+        cfsctl(&two).args(["import-image", "--allow-missing-objects", "copy"]),
+        &bytes,
+    );
     assert_eq!(ok(&imported), id);
     assert_eq!(
         link_target(&two.join("images/refs/copy")),

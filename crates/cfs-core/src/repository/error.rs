@@ -19,6 +19,16 @@ pub enum RepoError {
         /// The repository path.
         path: PathBuf,
     },
+    /// An image to import references objects the repository does not have.
+    #[error("{}: the image references {count} object(s) this repository does not have (e.g. {example}); store them first, or allow it explicitly (--allow-missing-objects)", path.display())]
+    MissingObjects {
+        /// The repository path.
+        path: PathBuf,
+        /// How many are missing.
+        count: usize,
+        /// One of them.
+        example: String,
+    },
     /// A directory of the repository is not a real directory inside it (a
     /// symlink, absolute or relative, or another kind of file).
     #[error("{}: {found}, expected a directory of the repository; refusing to follow it (a repository's own directories must be real directories inside it)", path.display())]

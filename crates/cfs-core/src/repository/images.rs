@@ -21,7 +21,15 @@ use super::error::{RepoError, Result};
 use super::{Repository, paths};
 
 /// Largest image read into memory (by [`Repository::image_objects`] etc.).
-pub const MAX_IMAGE_LEN: u64 = 4 << 30;
+pub const MAX_IMAGE_LEN: u64 = crate::limits::MAX_IMAGE_LEN;
+
+/// Options of [`Repository::import_image_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Store the image even if objects it references are not in the
+    /// repository (they may be added later).
+    pub allow_missing_objects: bool,
+}
 
 /// An image named in the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,27 +49,25 @@ impl Repository {
     }
 
     /// Stores an EROFS image given as bytes (after checking that it is a
-    /// well-formed composefs image), links it as `images/<hex>` and, with a
-    /// name, `images/refs/<name>`.
-    pub fn import_image(&self, mut src: impl Read, name: Option<&str>) -> Result<Digest> {
+    /// well-formed composefs image whose objects are all in the repository),
+    /// links it as `images/<hex>` and, with a name, `images/refs/<name>`.
+    pub fn import_image(&self, src: impl Read, name: Option<&str>) -> Result<Digest> {
+        self.import_image_with(src, name, &ImportOptions::default())
+    }
+
+    /// [`Repository::import_image`] with options.
+    pub fn import_image_with(
+        &self,
+        mut src: impl Read,
+        name: Option<&str>,
+        opts: &ImportOptions,
+    ) -> Result<Digest> {
         self.check_writable()?;
         if let Some(name) = name {
             paths::check_name("image ref", name, true)?;
         }
-        let mut data = Vec::new();
-        (&mut src)
-            .take(MAX_IMAGE_LEN + 1)
-            .read_to_end(&mut data)
+        let data = crate::limits::read_bounded(&mut src, MAX_IMAGE_LEN)
             .map_err(|e| RepoError::io("<input>", e))?;
-        if data.len() as u64 > MAX_IMAGE_LEN {
-            return Err(RepoError::io(
-                "<input>",
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("image larger than {MAX_IMAGE_LEN} bytes"),
-                ),
-            ));
-        }
         let image = Image::open(&data).map_err(|source| RepoError::Image {
             path: "<input>".into(),
             source,
@@ -73,11 +79,34 @@ impl Repository {
             }
         })?;
         self.check_reference_algorithms(&refs)?;
+        if !opts.allow_missing_objects {
+            self.check_references_present(&data)?;
+        }
         let digest = self.commit_image_object(&data)?;
         if let Some(name) = name {
             self.set_link(&image_ref_path(name), &image_path(&digest))?;
         }
         Ok(digest)
+    }
+
+    /// Refuses an image whose objects are not all stored: mounted, its
+    /// files would fail to read.
+    fn check_references_present(&self, data: &[u8]) -> Result<()> {
+        let digest = digest_bytes(self.algorithm(), data);
+        let mut missing = Vec::new();
+        for d in self.objects_of_image(data, &digest)? {
+            if !self.has_object(&d)? {
+                missing.push(d);
+            }
+        }
+        match missing.first() {
+            None => Ok(()),
+            Some(first) => Err(RepoError::MissingObjects {
+                path: self.path().to_path_buf(),
+                count: missing.len(),
+                example: first.to_prefixed(),
+            }),
+        }
     }
 
     /// Refuses references whose digest (metacopy) or object name (redirect)

@@ -63,7 +63,7 @@ pub use create::{DirImageOptions, INLINE_MAX, compute_image_id, image_bytes, rea
 pub use error::{RepoError, Result};
 pub use fsck::{FsckOptions, FsckProgress, FsckReport};
 pub use gc::{GcOptions, GcReport};
-pub use images::{ImageRef, MAX_IMAGE_LEN};
+pub use images::{ImageRef, ImportOptions, MAX_IMAGE_LEN};
 pub use meta::{Access, Meta};
 pub use refs::RefEntry;
 pub use streams::MAX_STREAM_LEN;

@@ -357,6 +357,23 @@ fn import_image_validates_and_names() {
     let data = image_bytes(&fs, 1).unwrap();
     let d = repo.import_image(&data[..], Some("empty")).unwrap();
     assert_eq!(repo.resolve_image("empty").unwrap(), d);
+    // Objects the repository does not have: refused unless allowed.
+    let (present, _) = repo.ensure_object_bytes(&[3u8; 9000]).unwrap();
+    let absent = crate::verity::digest_bytes(Algorithm::Sha256, &[4u8; 9000]);
+    let fs = super::test_util::image_fs(&[(present, 9000), (absent, 9000)]);
+    let data = image_bytes(&fs, 1).unwrap();
+    let err = repo.import_image(&data[..], Some("partial")).unwrap_err();
+    assert!(
+        matches!(err, RepoError::MissingObjects { count: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&absent.to_prefixed()), "{err}");
+    assert!(!tmp.path().join("images/refs/partial").exists());
+    let opts = ImportOptions {
+        allow_missing_objects: true,
+    };
+    repo.import_image_with(&data[..], Some("partial"), &opts)
+        .unwrap();
     // An image whose references use SHA-512 names, into this SHA-256 repository.
     let other = super::test_util::image_fs(&[(crate::verity::Digest::sha512([7; 64]), 100)]);
     let data = image_bytes(&other, 1).unwrap();

@@ -35,6 +35,35 @@ pub(crate) fn gc(global: &GlobalOpts, args: &GcArgs) -> Result<()> {
         ));
     }
     print(&text)?;
+    if report.mounted_images > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "Kept {} mounted image(s) (overlay source composefs:<id>) and everything they reference",
+            report.mounted_images
+        );
+    }
+    if !report.unreadable.is_empty() {
+        let mut err = std::io::stderr();
+        let _ = writeln!(
+            err,
+            "warning: {} root(s) could not be read, so no object was deleted (what they reference cannot be known):",
+            report.unreadable.len()
+        );
+        for root in &report.unreadable {
+            let _ = writeln!(err, "  {root}");
+        }
+        let _ = writeln!(
+            err,
+            "Repair them (store the image or stream again) or remove their refs, then run gc again; `cfsctl fsck` shows the details."
+        );
+    }
+    if report.temp_files_removed > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "Removed {} stale temporary file(s) left by interrupted writers",
+            report.temp_files_removed
+        );
+    }
     if report.unknown_files > 0 {
         let _ = writeln!(
             std::io::stderr(),

@@ -18,10 +18,13 @@ const SHORT_DIGEST: usize = 12;
 
 /// `import-image NAME` (image on stdin): prints `<alg>:<hex>`. Unlike
 /// composefs-rs the image is checked before it is stored.
-pub(crate) fn import_image(global: &GlobalOpts, name: &str) -> Result<()> {
+pub(crate) fn import_image(global: &GlobalOpts, name: &str, allow_missing: bool) -> Result<()> {
     let repo = open_repo(global)?;
+    let opts = cfs_core::repository::ImportOptions {
+        allow_missing_objects: allow_missing,
+    };
     let digest = repo
-        .import_image(io::stdin().lock(), Some(name))
+        .import_image_with(io::stdin().lock(), Some(name), &opts)
         .with_context(|| format!("Importing image '{name}'"))?;
     print(&format!("{}\n", digest_id(&digest)))
 }

@@ -34,7 +34,10 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
         Command::Transaction => gc::transaction(global),
         Command::Cat { name } => images::cat(global, &name),
         Command::Gc(args) => gc::gc(global, &args),
-        Command::ImportImage { name } => images::import_image(global, &name),
+        Command::ImportImage {
+            name,
+            allow_missing_objects,
+        } => images::import_image(global, &name, allow_missing_objects),
         Command::Images(args) => images::list(global, &args),
         Command::CreateImage(args) => create::create_image(global, &args),
         Command::ComputeId(args) => create::compute_id(global, &args),
