@@ -133,7 +133,7 @@ pub fn open_regular(root: BorrowedFd<'_>, rel: &str) -> io::Result<File> {
 }
 
 /// Fails unless `file` is a regular file (see [`open_regular`]).
-pub fn check_regular(file: &File) -> io::Result<()> {
+pub fn check_regular(file: impl AsFd) -> io::Result<()> {
     let st = rustix::fs::fstat(file)?;
     match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => Ok(()),

@@ -175,15 +175,25 @@ pub fn build_from_directory_into(
             let path = root.join(OsStr::from_bytes(&f.path));
             let file = match how {
                 Opened::File(fd) => fd,
+                // Never blocks on a FIFO or device swapped in since the scan.
                 Opened::At(dir, name) => rustix::fs::openat(
                     dir,
                     OsStr::from_bytes(name),
-                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    OFlags::RDONLY
+                        | OFlags::CLOEXEC
+                        | OFlags::NOFOLLOW
+                        | OFlags::NONBLOCK
+                        | OFlags::NOCTTY,
                     Mode::empty(),
                 )
+                .map_err(std::io::Error::from)
+                .and_then(|fd| {
+                    crate::beneath::check_regular(&fd)?;
+                    Ok(fd)
+                })
                 .map_err(|e| ContentError::Read {
                     path: path.clone(),
-                    source: e.into(),
+                    source: e,
                 })?,
             };
             send(Job {

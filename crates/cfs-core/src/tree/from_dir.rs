@@ -82,15 +82,18 @@ pub struct ScannedTree {
 }
 
 impl ScannedTree {
-    /// Opens a file of the scan read-only.
+    /// Opens a file of the scan read-only; a file replaced since the scan
+    /// by a FIFO or device is refused, not waited on.
     pub fn open(&self, file: &FileRef) -> io::Result<std::fs::File> {
         let fd = rustix::fs::openat(
             &self.root,
             OsStr::from_bytes(&file.path),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY,
             Mode::empty(),
         )?;
-        Ok(std::fs::File::from(fd))
+        let file = std::fs::File::from(fd);
+        crate::beneath::check_regular(&file)?;
+        Ok(file)
     }
 
     /// The full path of a file of the scan, for messages.
