@@ -254,7 +254,16 @@ pub fn pull(
     let objects: Vec<Digest> = layer_objects.iter().map(|(_, d)| *d).collect();
     let fs = build_tree_from_streams(repo, &objects, XattrFilter::AllowlistOnly)
         .map_err(StoreError::from)?;
-    let mut config_refs = layer_objects.clone();
+    // A diff_id listed more than once (repeated empty layers are common) is
+    // merged once per listing above, but named once in the streams: named
+    // refs are a map, as in composefs-rs, whose streams hold each name once.
+    let mut named = std::collections::HashSet::new();
+    let layer_refs: Vec<(String, Digest)> = layer_objects
+        .iter()
+        .filter(|(diff_id, _)| named.insert(diff_id.as_str()))
+        .cloned()
+        .collect();
+    let mut config_refs = layer_refs.clone();
     for v in repo.erofs_versions() {
         let digest = repo
             .write_image_versions(&fs, None, &[v])
@@ -276,7 +285,7 @@ pub fn pull(
         None,
     )?;
     let mut manifest_refs = vec![(format!("config:{config_digest}"), config_stream)];
-    manifest_refs.extend(layer_objects);
+    manifest_refs.extend(layer_refs);
     let tag = opts.tag.as_deref().map(tag_ref);
     let manifest_stream = store::write_blob_stream(
         repo,
