@@ -387,3 +387,44 @@ fn repeated_layers_are_applied_each_time_and_named_once() {
 }
 
 const IMAGE_REF_V1_NAME: &str = store::IMAGE_REF_V1;
+
+#[test]
+fn malformed_documents_name_the_field() {
+    let (_d, repo) = repo();
+    let l = layers();
+    let mut src = image(&[(l[2].clone(), TAR, sha256_digest(&l[2]))]);
+    let good = src.clone();
+    let mut m: serde_json::Value = serde_json::from_slice(&src.manifest).unwrap();
+    m["layers"] = serde_json::json!(5);
+    src.manifest = serde_json::to_vec(&m).unwrap();
+    let digest = sha256_digest(&src.manifest);
+    let e = pull(&repo, &src, &opts("bad")).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "manifest {digest}: at `layers`: invalid type: integer `5`"
+        )),
+        "{e}"
+    );
+    // A config whose diff_ids are not a list: the config digest and the path.
+    let mut src = good;
+    let m: serde_json::Value = serde_json::from_slice(&src.manifest).unwrap();
+    let old = m["config"]["digest"].as_str().unwrap().to_owned();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&src.blobs.remove(&old).unwrap()).unwrap();
+    config["rootfs"]["diff_ids"] = serde_json::json!({"a": 1});
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_digest = sha256_digest(&config);
+    let mut m = m;
+    m["config"]["digest"] = serde_json::json!(config_digest);
+    m["config"]["size"] = serde_json::json!(config.len());
+    src.manifest = serde_json::to_vec(&m).unwrap();
+    src.blobs.insert(config_digest.clone(), config);
+    let e = pull(&repo, &src, &opts("bad")).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "config {config_digest}: at `rootfs.diff_ids`: invalid type"
+        )),
+        "{e}"
+    );
+    assert!(list_tags(&repo).unwrap().is_empty());
+}

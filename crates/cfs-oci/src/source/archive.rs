@@ -365,7 +365,7 @@ impl DockerArchiveSource {
     ) -> Result<Self, SourceError> {
         let what = index.what();
         let manifest_json = index.read_small("manifest.json", MAX_DOCUMENT)?;
-        let entries: Vec<DockerEntry> = serde_json::from_slice(&manifest_json).map_err(|e| {
+        let entries: Vec<DockerEntry> = crate::json::parse(&manifest_json).map_err(|e| {
             SourceError::Other(format!(
                 "{what}: manifest.json is not [{{Config, RepoTags, Layers}}]: {e}"
             ))

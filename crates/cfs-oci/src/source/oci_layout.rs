@@ -39,6 +39,13 @@ pub(crate) trait LayoutStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// The `oci-layout` file.
+#[derive(serde::Deserialize)]
+struct LayoutMarker {
+    #[serde(rename = "imageLayoutVersion")]
+    image_layout_version: String,
+}
+
 /// A layout in a directory.
 #[derive(Debug)]
 pub(crate) struct DirStore {
@@ -91,14 +98,13 @@ impl OciLayoutSource {
     ) -> Result<Self, SourceError> {
         let what = store.what();
         let marker = store.read_small("oci-layout", 64 << 10)?;
-        let version = serde_json::from_slice::<serde_json::Value>(&marker)
-            .ok()
-            .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(str::to_owned))
-            .ok_or_else(|| {
+        let version = crate::json::parse::<LayoutMarker>(&marker)
+            .map_err(|e| {
                 SourceError::Other(format!(
-                    "{what}: oci-layout is not {{\"imageLayoutVersion\": …}}"
+                    "{what}: oci-layout is not {{\"imageLayoutVersion\": \"1.x\"}}: {e}"
                 ))
-            })?;
+            })?
+            .image_layout_version;
         if !version.starts_with("1.") {
             return Err(SourceError::Other(format!(
                 "{what}: unsupported imageLayoutVersion {version:?} (expected 1.x)"
