@@ -22,13 +22,17 @@
 //! Submodules: `index` (index documents and platform choice, shared by all
 //! sources), `oci_layout` (layouts in a directory or in a tar), `archive`
 //! (tar member index, `oci-archive:`, `docker-archive:`), `registry`
-//! (`docker://` over oci-client) and `auth` (containers-auth.json lookup).
+//! (`docker://` over oci-client), `auth` (containers-auth.json lookup) and
+//! `local_file` (opening layout, archive and credentials files: regular
+//! files only, never blocking on a FIFO, never leaving a layout through a
+//! symlink).
 
 mod archive;
 mod auth;
 #[doc(hidden)]
 pub mod fuzz;
 mod index;
+mod local_file;
 mod oci_layout;
 mod registry;
 
