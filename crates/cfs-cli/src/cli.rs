@@ -229,6 +229,10 @@ pub(crate) struct OciPullArgs {
     /// Credentials file (containers-auth.json format) instead of the usual locations.
     #[arg(long, value_name = "FILE")]
     pub(crate) authfile: Option<PathBuf>,
+    /// Idle timeout of registry requests in seconds: a registry that sends
+    /// nothing for this long fails the pull (default 120, or CFS_OCI_TIMEOUT).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<std::time::Duration>,
     /// Do not tag the image.
     #[arg(long, conflicts_with = "tag")]
     pub(crate) no_tag: bool,
@@ -471,6 +475,20 @@ fn report(e: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+/// `--timeout SECS`: a positive number of seconds (fractions allowed).
+pub(crate) fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{text:?}: expected more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

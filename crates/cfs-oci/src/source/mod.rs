@@ -35,6 +35,9 @@ mod index;
 mod local_file;
 mod oci_layout;
 mod registry;
+mod registry_http;
+
+pub use registry_http::DEFAULT_TIMEOUT;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -143,6 +146,9 @@ pub struct SourceOptions {
     pub insecure_registries: Vec<String>,
     /// Credentials file to use instead of the usual lookup order.
     pub auth_file: Option<PathBuf>,
+    /// Idle timeout of registry requests: a registry that sends nothing
+    /// for this long fails the request ([`DEFAULT_TIMEOUT`] when `None`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Why a source could not be opened or read.
