@@ -428,3 +428,36 @@ fn malformed_documents_name_the_field() {
     );
     assert!(list_tags(&repo).unwrap().is_empty());
 }
+
+#[test]
+fn decompressed_layer_size_is_capped() {
+    // 8 MiB of zeros in one file: a few KiB compressed.
+    let tar = Tar::default()
+        .dir("usr/")
+        .file("usr/zeros", &vec![0u8; 8 << 20])
+        .end();
+    let diff_id = sha256_digest(&tar);
+    let gz = gzip(&tar);
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    // Compressed, both are far below the 1 MiB cap used here.
+    assert!(gz.len() < 256 << 10 && zst.len() < 256 << 10);
+    for (blob, media_type) in [(gz, GZ), (zst, ZST), (tar.clone(), TAR)] {
+        let (_d, repo) = repo();
+        let digest = sha256_digest(&blob);
+        let src = image(&[(blob, media_type, diff_id.clone())]);
+        let capped = |max: u64| PullOptions {
+            max_layer_size: Some(max),
+            ..opts("capped")
+        };
+        let e = pull(&repo, &src, &capped(1 << 20)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("blob {digest}: "))
+                && e.contains("decompresses to more than the limit of 1048576 bytes"),
+            "{media_type}: {e}"
+        );
+        assert!(list_tags(&repo).unwrap().is_empty());
+        assert!(repo.fsck(&Default::default(), None).unwrap().ok);
+        // Exactly the tar's size is allowed.
+        pull(&repo, &src, &capped(tar.len() as u64)).unwrap();
+    }
+}

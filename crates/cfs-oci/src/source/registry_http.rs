@@ -308,7 +308,7 @@ fn stalled_text(what: &str, timeout: Duration) -> String {
 
 /// The message of an error body: the OCI error envelope's
 /// `errors[].code: message`, else the text (one line, at most 300 chars).
-fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<Entry>,

@@ -53,6 +53,7 @@ pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
         tag: tag.clone(),
         jobs: threads(global),
         progress: Some(progress),
+        max_layer_size: args.max_layer_size,
     };
     let report = pull_image(&repo, source.as_ref(), &opts)
         .with_context(|| format!("Pulling {}", args.source))?;
