@@ -232,6 +232,15 @@ pub(crate) struct OciPullArgs {
     /// Credentials file (containers-auth.json format) instead of the usual locations.
     #[arg(long, value_name = "FILE")]
     pub(crate) authfile: Option<PathBuf>,
+    /// Idle timeout of registry requests in seconds: a registry that sends
+    /// nothing for this long fails the pull (default 120, or CFS_OCI_TIMEOUT).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// The largest decompressed size of one layer: bytes, or with a K, M, G
+    /// or T suffix (powers of 1024). A layer that decompresses to more
+    /// fails the pull (default 64G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) max_layer_size: Option<u64>,
     /// Do not tag the image.
     #[arg(long, conflicts_with = "tag")]
     pub(crate) no_tag: bool,
@@ -476,10 +485,70 @@ fn report(e: &anyhow::Error) -> String {
     out
 }
 
+/// `--timeout SECS`: a positive number of seconds (fractions allowed).
+pub(crate) fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{text:?}: expected more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// `--max-layer-size SIZE`: bytes, or a number with a K, M, G or T suffix
+/// (powers of 1024; `KiB`, `MiB`, … accepted too).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, suffix) = t.split_at(digits);
+    let shift = match suffix.trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected bytes, or a number with K, M, G or T"
+            ));
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected bytes, or a number with K, M, G or T"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{text:?}: expected a size above 0 and below 2^64"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn sizes_and_timeouts_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("3MiB"), Ok(3 << 20));
+        assert_eq!(parse_size("64G"), Ok(64 << 30));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        for bad in ["", "G", "1X", "-1", "0", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_timeout("2"), Ok(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            parse_timeout("0.5"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        for bad in ["0", "-3", "x", "1e9"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn command_line_is_consistent() {

@@ -8,6 +8,7 @@
 //!   from them.
 //! - [`pull`]: source → verified, decompressed layers → repository.
 
+mod json;
 pub mod layer;
 pub mod merge;
 pub mod pull;

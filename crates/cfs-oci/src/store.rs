@@ -278,10 +278,10 @@ pub fn read_blob_stream(
 
 /// Parses a manifest (OCI or Docker v2s2).
 pub fn parse_manifest(bytes: &[u8], digest: &str) -> Result<ImageManifest> {
-    let m = ImageManifest::from_reader(bytes).map_err(|e| StoreError::Json {
+    let m: ImageManifest = crate::json::parse(bytes).map_err(|message| StoreError::Json {
         what: "manifest",
         digest: digest.to_owned(),
-        message: e.to_string(),
+        message,
     })?;
     if m.schema_version() != 2 {
         return Err(StoreError::Json {
@@ -295,10 +295,10 @@ pub fn parse_manifest(bytes: &[u8], digest: &str) -> Result<ImageManifest> {
 
 /// Parses an image config (OCI or Docker).
 pub fn parse_config(bytes: &[u8], digest: &str) -> Result<ImageConfiguration> {
-    ImageConfiguration::from_reader(bytes).map_err(|e| StoreError::Json {
+    crate::json::parse(bytes).map_err(|message| StoreError::Json {
         what: "config",
         digest: digest.to_owned(),
-        message: e.to_string(),
+        message,
     })
 }
 

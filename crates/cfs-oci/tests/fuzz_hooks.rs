@@ -59,6 +59,11 @@ fn layout_index_inputs() {
         b"\x01[]".to_vec(),
         b"\x00{\"manifests\":[{\"digest\":\"x\",\"size\":18446744073709551615}]}".to_vec(),
         b"\x01\xff\xff".to_vec(),
+        // Typed manifest/config parsers: wrong types deep in the document,
+        // and a registry error envelope.
+        b"\x00{\"schemaVersion\":2,\"config\":{},\"layers\":5}".to_vec(),
+        b"\x00{\"rootfs\":{\"diff_ids\":[1]},\"config\":{\"Env\":{}}}".to_vec(),
+        b"\x00{\"errors\":[{\"code\":\"X\"},{\"message\":\"\\u0000\"}]}".to_vec(),
     ];
     // A nested index that resolves to itself: the depth limit must stop it.
     for selector in 0..16u8 {

@@ -12,10 +12,14 @@ mod crash_oci;
 mod mount;
 mod mount_overlay;
 mod oci;
+mod oci_hardening;
 mod oci_interop;
 mod oci_support;
 mod oci_tree;
 mod repo;
 mod repo_interop;
+#[path = "../../../../tests/fixtures/stub_registry.rs"]
+#[allow(dead_code)]
+mod stub_registry;
 mod support;
 mod verity;

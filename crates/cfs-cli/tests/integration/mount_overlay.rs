@@ -240,6 +240,32 @@ fn two_basedirs_and_missing_objects() {
     );
 }
 
+/// A basedir list far longer than a page (60 empty directories with
+/// 200-byte names before the real store, ~14 KiB): every object directory
+/// is used, none is cut off.
+#[test]
+fn long_basedir_list() {
+    if !privileged("long_basedir_list") {
+        return;
+    }
+    let f = Fixture::new();
+    let mut dirs: Vec<String> = (0..60)
+        .map(|i| {
+            let d = f.path(&format!("{i:03}{}", "b".repeat(197)));
+            std::fs::create_dir(&d).unwrap();
+            d.display().to_string()
+        })
+        .collect();
+    dirs.push(f.store.display().to_string());
+    let options = format!("basedir={}", dirs.join(":"));
+    assert!(options.len() > 12_000);
+    let _m = f.mount_ok(&options);
+    assert_eq!(
+        sha256_file(&f.mnt.join("dir/big")),
+        sha256_file(&f.src.join("dir/big"))
+    );
+}
+
 #[test]
 fn upper_layer_changes_leave_the_image_alone() {
     if !privileged("upper_layer_changes_leave_the_image_alone") {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::oci_support::{
-    Blob, Hdr, base_tar, cfs, exec, gzip, have_tools, init_repo, object_files, ok, plain,
+    Blob, Hdr, Tar, base_tar, cfs, exec, gzip, have_tools, init_repo, object_files, ok, plain,
     write_layout,
 };
 use crate::oci_tree::{Ignore, OciMount, assert_trees_equal, build_test_image, tree_from_dir};
@@ -273,6 +273,38 @@ fn oci_interop_handmade_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let source = handmade_layout(tmp.path());
     let p = check_interop(tmp.path(), reference, &source);
+    check_untag_gc(&p);
+}
+
+/// A layer listed twice and an empty layer listed twice (as in images
+/// with repeated empty `RUN` steps): both tools store each diff_id once in
+/// the config and manifest streams and apply every listing to the tree.
+#[test]
+fn oci_interop_repeated_layers() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("R");
+    let mut l1 = base_tar();
+    l1.file("etc/a", &[1u8; 200]).file("etc/gone", &[2u8; 300]);
+    let l1 = l1.finish();
+    let mut l2 = base_tar();
+    l2.file("etc/.wh.gone", b"").file("etc/b", b"b");
+    let empty = Tar::default().finish();
+    let layers = [
+        plain(l1.clone()),
+        plain(empty.clone()),
+        gzip(l2.finish()),
+        plain(empty),
+        plain(l1),
+    ];
+    write_layout(&layout, "v1", &layers);
+    let p = check_interop(
+        tmp.path(),
+        reference,
+        &format!("oci:{}:v1", layout.display()),
+    );
     check_untag_gc(&p);
 }
 

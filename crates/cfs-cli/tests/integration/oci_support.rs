@@ -543,7 +543,7 @@ pub(crate) fn goarch() -> &'static str {
     }
 }
 
-fn write_blob(dir: &Path, bytes: &[u8]) -> String {
+pub(crate) fn write_blob(dir: &Path, bytes: &[u8]) -> String {
     let hex = sha256_hex(bytes);
     let p = dir.join("blobs/sha256").join(&hex);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();

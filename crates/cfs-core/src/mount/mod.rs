@@ -42,7 +42,12 @@
 //!    (commas in paths escaped as `\,`) and `MS_SILENT`; on EINVAL once more
 //!    with `lowerdir=T:B1:B2` (no data-only layers) without `MS_SILENT`. If
 //!    that fails too after the kernel had accepted `lowerdir+` (only create
-//!    failed), the create error and its kernel log are reported.
+//!    failed), the create error and its kernel log are reported. The kernel
+//!    copies at most one page of `mount(2)` data and silently drops the
+//!    rest, so a data string of 4096 bytes or more (the smallest page size,
+//!    NUL included) is first rebuilt with every layer, upper and work
+//!    directory as a `/proc/self/fd/N` path of an `O_PATH` descriptor; if it
+//!    is still too long, [`MountError::OptionsTooLong`] — never a cut list.
 //! 8. Always, also on error: lazily unmount (`MNT_DETACH`) the temporary EROFS
 //!    mount and remove the directory. The overlay keeps its own reference.
 //!
@@ -172,6 +177,20 @@ pub enum MountError {
         /// The fs context's messages.
         log: Vec<String>,
     },
+    /// The `mount(2)` fallback cannot pass the overlay options: the data
+    /// string would exceed the one page the kernel copies (even with the
+    /// layers shortened to `/proc/self/fd/N`).
+    #[error(
+        "the overlay options need {needed} bytes, more than the {limit} that mount(2) passes \
+         to the kernel; this kernel has no lowerdir+/datadir+ (Linux < 6.7): use fewer \
+         object directories (basedir)"
+    )]
+    OptionsTooLong {
+        /// The length of the data string (without its NUL).
+        needed: usize,
+        /// The longest string accepted.
+        limit: usize,
+    },
 }
 
 fn format_log(log: &[String]) -> String {
@@ -183,6 +202,7 @@ impl MountError {
     pub fn errno(&self) -> Errno {
         match self {
             MountError::InvalidOptions(_) | MountError::NotComposefs(_) => Errno::INVAL,
+            MountError::OptionsTooLong { .. } => Errno::TOOBIG,
             MountError::NoVerity(_) => Errno::OPNOTSUPP,
             MountError::WrongVerity { .. } => Errno::IO,
             MountError::Io { source, .. } => Errno::from_io_error(source).unwrap_or(Errno::IO),

@@ -8,11 +8,11 @@
 //! and [`mount_legacy`] run them.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::CWD;
+use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountAttrFlags, MountFlags, MoveMountFlags};
 
@@ -257,6 +257,61 @@ pub(crate) fn legacy_data(
 /// layers and `MS_SILENT`, then, on EINVAL (kernel < 6.5), with the object
 /// directories as ordinary lower layers (hidden by the image's root stubs).
 pub(crate) fn mount_legacy(
+    s: &OverlaySettings<'_>,
+    lower: &Path,
+    data: &[&Path],
+    target: &Path,
+) -> Result<(), MountError> {
+    // The data-only form is the longer one (`::` separators).
+    if legacy_data(s, lower, data, true).len() <= MAX_MOUNT_DATA {
+        return mount_legacy_data(s, lower, data, target);
+    }
+    // Too long for one page: the same directories as `/proc/self/fd/N`.
+    let open = |p: &Path| {
+        rustix::fs::open(
+            p,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| MountError::Io {
+            path: p.to_path_buf(),
+            source: errno.into(),
+        })
+    };
+    let fd_path = |fd: &OwnedFd| PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let lower_fd = open(lower)?;
+    let data_fds = data
+        .iter()
+        .map(|&d| open(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upper_fd = s.upperdir.map(open).transpose()?;
+    let work_fd = s.workdir.map(open).transpose()?;
+    let short_lower = fd_path(&lower_fd);
+    let short_data: Vec<PathBuf> = data_fds.iter().map(fd_path).collect();
+    let short_upper = upper_fd.as_ref().map(fd_path);
+    let short_work = work_fd.as_ref().map(fd_path);
+    let short = OverlaySettings {
+        upperdir: short_upper.as_deref(),
+        workdir: short_work.as_deref(),
+        ..*s
+    };
+    let data_refs: Vec<&Path> = short_data.iter().map(PathBuf::as_path).collect();
+    let needed = legacy_data(&short, &short_lower, &data_refs, true).len();
+    if needed > MAX_MOUNT_DATA {
+        return Err(MountError::OptionsTooLong {
+            needed,
+            limit: MAX_MOUNT_DATA,
+        });
+    }
+    mount_legacy_data(&short, &short_lower, &data_refs, target)
+}
+
+/// The longest `mount(2)` data string passed: the kernel copies one page
+/// (4096 bytes on every architecture at least), NUL included.
+pub(crate) const MAX_MOUNT_DATA: usize = 4096 - 1;
+
+/// [`mount_legacy`] with a data string known to fit.
+fn mount_legacy_data(
     s: &OverlaySettings<'_>,
     lower: &Path,
     data: &[&Path],

@@ -67,3 +67,37 @@ fn kernel_errors_show_the_log() {
     );
     assert_eq!(e.kernel_log().len(), 1);
 }
+
+#[test]
+fn legacy_data_beyond_a_page_is_refused_not_cut() {
+    // 300 object directories: even as /proc/self/fd/N the list needs more
+    // than a page. Refused before any mount is attempted (no root needed).
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..300)
+        .map(|i| {
+            let d = tmp.path().join(format!("{i}"));
+            std::fs::create_dir(&d).unwrap();
+            d
+        })
+        .collect();
+    let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    let s = overlay::OverlaySettings {
+        source: "composefs",
+        verity: VerityMode::Off,
+        upperdir: None,
+        workdir: None,
+        read_only: true,
+    };
+    let target = tmp.path().join("mnt");
+    std::fs::create_dir(&target).unwrap();
+    let e = overlay::mount_legacy(&s, tmp.path(), &refs, &target).unwrap_err();
+    assert!(
+        matches!(e, MountError::OptionsTooLong { needed, limit: 4095 } if needed > 4095),
+        "{e}"
+    );
+    assert_eq!(e.errno(), Errno::TOOBIG);
+    assert!(
+        e.to_string().contains("use fewer object directories"),
+        "{e}"
+    );
+}

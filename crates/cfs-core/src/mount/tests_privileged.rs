@@ -216,3 +216,73 @@ fn kernel_log_is_attached_to_errors() {
     );
     assert!(e.to_string().starts_with("overlay lowerdir+="), "{e}");
 }
+
+/// `count` empty object directories with long names (`name_len` bytes),
+/// then `last`: a basedir list whose data string is far beyond one page.
+fn long_basedir_list(dir: &Path, count: usize, name_len: usize, last: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = (0..count)
+        .map(|i| {
+            let d = dir.join(format!("{i:04}{}", "d".repeat(name_len - 4)));
+            std::fs::create_dir(&d).unwrap();
+            d
+        })
+        .collect();
+    dirs.push(last.to_path_buf());
+    dirs
+}
+
+#[test]
+fn long_basedir_lists_are_never_cut() {
+    if !privileged("long_basedir_lists_are_never_cut") {
+        return;
+    }
+    let f = fixture();
+    let mut temp = TempMountpoint::create(f.tmp.path()).unwrap();
+    let source = super::erofs::fd_path(f.image.as_fd());
+    let ErofsMount::Detached(fd) = mount_source(&source, false, None, &mut temp).unwrap() else {
+        panic!("new mount API expected")
+    };
+    rustix::mount::move_mount(
+        fd.as_fd(),
+        "",
+        rustix::fs::CWD,
+        temp.path(),
+        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .unwrap();
+    temp.set_mounted();
+    let target = f.tmp.path().join("mnt");
+    std::fs::create_dir(&target).unwrap();
+    let s = settings();
+    // 60 directories of 200-byte names before the real object store: about
+    // 14 KiB of paths. The objects are only in the last one.
+    let many = f.tmp.path().join("many");
+    std::fs::create_dir(&many).unwrap();
+    let dirs = long_basedir_list(&many, 60, 200, &f.store);
+    let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    assert!(
+        super::overlay::legacy_data(&s, temp.path(), &refs, true).len()
+            > 3 * super::overlay::MAX_MOUNT_DATA
+    );
+
+    // The mount(2) fallback: layers as /proc/self/fd/N, all 61 of them.
+    mount_legacy(&s, temp.path(), &refs, &target).unwrap();
+    {
+        let _m = Detach(target.clone());
+        let line = mount_line(&target);
+        assert!(line.contains("::/proc/self/fd/"), "{line}");
+        assert_eq!(line.matches("::").count(), 61, "{line}");
+        assert_eq!(std::fs::read(target.join("big")).unwrap(), f.big);
+    }
+
+    // The new API: one datadir+ per basedir, the paths as given.
+    let data: Vec<Layer<'_>> = refs.iter().map(|&p| Layer::Path(p)).collect();
+    let outcome = mount_new(&s, Layer::Path(temp.path()), &data, &target)
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Mounted));
+    {
+        let _m = Detach(target.clone());
+        assert_eq!(std::fs::read(target.join("big")).unwrap(), f.big);
+    }
+}

@@ -9,7 +9,10 @@
 //! 2. every layer whose `oci-layer-<diff_id>` stream is missing, largest
 //!    first, `jobs` at a time. Per layer two threads work as a pipeline: one
 //!    reads the blob, checks its size and SHA-256 as it streams and
-//!    decompresses it by media type (tar, gzip, zstd); the other splits the
+//!    decompresses it by media type (tar, gzip, zstd), at most
+//!    `PullOptions::max_layer_size` bytes ([`DEFAULT_MAX_LAYER_SIZE`],
+//!    64 GiB; more fails the pull naming the blob digest and the limit, as
+//!    soon as the excess is decompressed); the other splits the
 //!    tar into objects and the split stream ([`crate::layer::import_layer`]),
 //!    hashing it for the diff_id. The blob digest is settled before the tar
 //!    reader sees its end, and the layer stream is linked only if the diff_id
@@ -71,7 +74,15 @@ pub struct PullOptions {
     pub jobs: usize,
     /// Progress receiver.
     pub progress: Option<Arc<dyn PullProgress>>,
+    /// The largest decompressed (tar) size of one layer, checked while
+    /// decompressing ([`DEFAULT_MAX_LAYER_SIZE`] when `None`).
+    pub max_layer_size: Option<u64>,
 }
+
+/// The default bound on one layer's decompressed size (64 GiB): far above
+/// real layers, low enough to stop a decompression bomb before it fills
+/// the repository's file system.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
 
 impl std::fmt::Debug for PullOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +90,7 @@ impl std::fmt::Debug for PullOptions {
             .field("platform", &self.platform)
             .field("tag", &self.tag)
             .field("jobs", &self.jobs)
+            .field("max_layer_size", &self.max_layer_size)
             .finish_non_exhaustive()
     }
 }
@@ -254,7 +266,16 @@ pub fn pull(
     let objects: Vec<Digest> = layer_objects.iter().map(|(_, d)| *d).collect();
     let fs = build_tree_from_streams(repo, &objects, XattrFilter::AllowlistOnly)
         .map_err(StoreError::from)?;
-    let mut config_refs = layer_objects.clone();
+    // A diff_id listed more than once (repeated empty layers are common) is
+    // merged once per listing above, but named once in the streams: named
+    // refs are a map, as in composefs-rs, whose streams hold each name once.
+    let mut named = std::collections::HashSet::new();
+    let layer_refs: Vec<(String, Digest)> = layer_objects
+        .iter()
+        .filter(|(diff_id, _)| named.insert(diff_id.as_str()))
+        .cloned()
+        .collect();
+    let mut config_refs = layer_refs.clone();
     for v in repo.erofs_versions() {
         let digest = repo
             .write_image_versions(&fs, None, &[v])
@@ -276,7 +297,7 @@ pub fn pull(
         None,
     )?;
     let mut manifest_refs = vec![(format!("config:{config_digest}"), config_stream)];
-    manifest_refs.extend(layer_objects);
+    manifest_refs.extend(layer_refs);
     let tag = opts.tag.as_deref().map(tag_ref);
     let manifest_stream = store::write_blob_stream(
         repo,
@@ -415,7 +436,7 @@ fn import_layers(
                     let Some(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else {
                         return;
                     };
-                    let r = import_one(repo, source, &job, progress, &cancel);
+                    let r = import_one(repo, source, &job, opts, &cancel);
                     if r.is_err() {
                         cancel.store(true, Ordering::Relaxed);
                     }
@@ -460,9 +481,11 @@ fn import_one(
     repo: &Repository,
     source: &dyn ImageSource,
     job: &Job<'_>,
-    progress: Option<&dyn PullProgress>,
+    opts: &PullOptions,
     cancel: &AtomicBool,
 ) -> Result<Imported, PullError> {
+    let progress = opts.progress.as_deref();
+    let max_size = opts.max_layer_size.unwrap_or(DEFAULT_MAX_LAYER_SIZE);
     let digest = job.desc.digest().to_string();
     let size = job.desc.size();
     let media_type = job.desc.media_type().to_string();
@@ -493,7 +516,7 @@ fn import_one(
         let producer = s.spawn(move || {
             let verified = Verified::new(raw, digest, size, progress, job.index);
             let counter = verified.counter();
-            if let Err(e) = produce(verified, compression, &tx, &recycle_rx, cancel) {
+            if let Err(e) = produce(verified, compression, &tx, &recycle_rx, cancel, max_size) {
                 *blob_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                 let _ = tx.send(Err(e));
             }

@@ -16,13 +16,17 @@ use super::{PIPE_CHUNK, PullProgress};
 pub(super) const CANCELLED: &str = "cancelled";
 
 /// Reads, decompresses and sends the layer; checks the blob to its end.
+/// More than `max_size` decompressed bytes is an error, raised as soon as
+/// the excess is decompressed (nothing beyond one piece is produced).
 pub(super) fn produce(
     mut verified: Verified<'_>,
     compression: Compression,
     tx: &SyncSender<io::Result<Vec<u8>>>,
     recycled: &Receiver<Vec<u8>>,
     cancel: &AtomicBool,
+    max_size: u64,
 ) -> io::Result<()> {
+    let mut total = 0u64;
     {
         let mut decoder: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut verified),
@@ -50,6 +54,16 @@ pub(super) fn produce(
             }
             if filled == 0 {
                 break;
+            }
+            total += filled as u64;
+            if total > max_size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the layer decompresses to more than the limit of {max_size} bytes \
+                         (maximum layer size)"
+                    ),
+                ));
             }
             buf.truncate(filled);
             if tx.send(Ok(buf)).is_err() {

@@ -319,3 +319,145 @@ fn mismatched_layer_counts_are_rejected() {
     src.manifest = serde_json::to_vec(&m).unwrap();
     assert_failed_cleanly(&repo, &src, "lists 0 layers but config");
 }
+
+/// The dump of an image's merged tree.
+fn dump(repo: &Repository, img: &OciImage) -> String {
+    let fs = img.build_tree(repo, XattrFilter::AllowlistOnly).unwrap();
+    let mut out = Vec::new();
+    cfs_core::dumpfile::write_dumpfile(&fs, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn repeated_layers_are_applied_each_time_and_named_once() {
+    let (_d, repo) = repo();
+    let l = layers();
+    let empty = Tar::default().end();
+    let gz0 = gzip(&l[0]);
+    let (d0, d1, de) = (
+        sha256_digest(&l[0]),
+        sha256_digest(&l[1]),
+        sha256_digest(&empty),
+    );
+    // l0, empty, l1 (deletes etc/gone), empty, l0 again (brings it back).
+    let src = image(&[
+        (gz0.clone(), GZ, d0.clone()),
+        (empty.clone(), TAR, de.clone()),
+        (l[1].clone(), TAR, d1.clone()),
+        (empty.clone(), TAR, de.clone()),
+        (gz0, GZ, d0.clone()),
+    ]);
+    let report = pull(&repo, &src, &opts("dup")).unwrap();
+    assert_eq!((report.layers_imported, report.layers_skipped), (3, 2));
+    let img = OciImage::open(&repo, "dup").unwrap();
+    let layers = img.layers().unwrap();
+    let ids: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(ids, [&d0, &de, &d1, &de, &d0]);
+    // Each diff_id is named once in the config and manifest streams.
+    let mut names: Vec<&str> = img
+        .config_stream
+        .named
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    names.sort_unstable();
+    let mut expected = vec![d0.as_str(), d1.as_str(), de.as_str(), IMAGE_REF_V1_NAME];
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert_eq!(img.manifest_stream.named.len(), 4);
+    // The last l0 is applied again: etc/gone is back.
+    let tree = dump(&repo, &img);
+    assert!(tree.contains("/etc/gone "), "{tree}");
+    assert!(tree.contains("/etc/new "), "{tree}");
+    // The linked image is the one of that tree.
+    let fs = img.build_tree(&repo, XattrFilter::AllowlistOnly).unwrap();
+    let data = cfs_core::repository::image_bytes(&fs, 1).unwrap();
+    assert_eq!(
+        cfs_core::verity::digest_bytes(repo.algorithm(), &data),
+        *img.linked_image(1).unwrap()
+    );
+    // Without the repeats the tree differs (etc/gone stays deleted).
+    let src2 = image(&[(gzip(&l[0]), GZ, d0), (l[1].clone(), TAR, d1)]);
+    pull(&repo, &src2, &opts("once")).unwrap();
+    let once = dump(&repo, &OciImage::open(&repo, "once").unwrap());
+    assert!(!once.contains("/etc/gone "), "{once}");
+    assert!(repo.fsck(&Default::default(), None).unwrap().ok);
+    // A second pull finds everything present.
+    assert!(pull(&repo, &src, &opts("dup2")).unwrap().already_present);
+}
+
+const IMAGE_REF_V1_NAME: &str = store::IMAGE_REF_V1;
+
+#[test]
+fn malformed_documents_name_the_field() {
+    let (_d, repo) = repo();
+    let l = layers();
+    let mut src = image(&[(l[2].clone(), TAR, sha256_digest(&l[2]))]);
+    let good = src.clone();
+    let mut m: serde_json::Value = serde_json::from_slice(&src.manifest).unwrap();
+    m["layers"] = serde_json::json!(5);
+    src.manifest = serde_json::to_vec(&m).unwrap();
+    let digest = sha256_digest(&src.manifest);
+    let e = pull(&repo, &src, &opts("bad")).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "manifest {digest}: at `layers`: invalid type: integer `5`"
+        )),
+        "{e}"
+    );
+    // A config whose diff_ids are not a list: the config digest and the path.
+    let mut src = good;
+    let m: serde_json::Value = serde_json::from_slice(&src.manifest).unwrap();
+    let old = m["config"]["digest"].as_str().unwrap().to_owned();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&src.blobs.remove(&old).unwrap()).unwrap();
+    config["rootfs"]["diff_ids"] = serde_json::json!({"a": 1});
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_digest = sha256_digest(&config);
+    let mut m = m;
+    m["config"]["digest"] = serde_json::json!(config_digest);
+    m["config"]["size"] = serde_json::json!(config.len());
+    src.manifest = serde_json::to_vec(&m).unwrap();
+    src.blobs.insert(config_digest.clone(), config);
+    let e = pull(&repo, &src, &opts("bad")).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "config {config_digest}: at `rootfs.diff_ids`: invalid type"
+        )),
+        "{e}"
+    );
+    assert!(list_tags(&repo).unwrap().is_empty());
+}
+
+#[test]
+fn decompressed_layer_size_is_capped() {
+    // 8 MiB of zeros in one file: a few KiB compressed.
+    let tar = Tar::default()
+        .dir("usr/")
+        .file("usr/zeros", &vec![0u8; 8 << 20])
+        .end();
+    let diff_id = sha256_digest(&tar);
+    let gz = gzip(&tar);
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    // Compressed, both are far below the 1 MiB cap used here.
+    assert!(gz.len() < 256 << 10 && zst.len() < 256 << 10);
+    for (blob, media_type) in [(gz, GZ), (zst, ZST), (tar.clone(), TAR)] {
+        let (_d, repo) = repo();
+        let digest = sha256_digest(&blob);
+        let src = image(&[(blob, media_type, diff_id.clone())]);
+        let capped = |max: u64| PullOptions {
+            max_layer_size: Some(max),
+            ..opts("capped")
+        };
+        let e = pull(&repo, &src, &capped(1 << 20)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("blob {digest}: "))
+                && e.contains("decompresses to more than the limit of 1048576 bytes"),
+            "{media_type}: {e}"
+        );
+        assert!(list_tags(&repo).unwrap().is_empty());
+        assert!(repo.fsck(&Default::default(), None).unwrap().ok);
+        // Exactly the tar's size is allowed.
+        pull(&repo, &src, &capped(tar.len() as u64)).unwrap();
+    }
+}

@@ -5,7 +5,12 @@
 //! records where each member's data starts; blobs are then read straight
 //! from the file with positioned reads, so several readers can be open at
 //! once. A gzip or zstd compressed archive (sniffed by magic) is first
-//! decompressed to an anonymous temporary file in `$TMPDIR`.
+//! decompressed to an anonymous temporary file in `$TMPDIR`; so is an
+//! archive given as a pipe or FIFO (read as a stream), while devices and
+//! sockets are refused (`local_file`). Only regular members (and hard or
+//! symbolic links to them, at most 16 hops, resolved inside the archive)
+//! are read: a name that is a FIFO, device or directory member is an error
+//! saying so.
 //!
 //! A Docker archive has no manifest blob: `manifest.json` names a config
 //! file and layer files, and an OCI image manifest is synthesised from
@@ -21,6 +26,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::local_file;
 use super::oci_layout::{LayoutStore, MAX_DOCUMENT, OciLayoutSource};
 use super::{FetchedManifest, ImageSource, OCI_MANIFEST, Platform, SourceError, sha256_digest};
 use crate::tar_block::{self, BLOCK};
@@ -64,7 +70,8 @@ fn open_archive(path: &Path) -> Result<File, SourceError> {
     let err = |what: &str, e: io::Error| {
         SourceError::Other(format!("{what} archive {}: {e}", path.display()))
     };
-    let file = File::open(path).map_err(|e| err("opening", e))?;
+    let file = local_file::open_archive_file(path)
+        .map_err(|e| SourceError::Other(format!("archive {e}")))?;
     let mut head = [0u8; 4];
     let n = file.read_at(&mut head, 0).map_err(|e| err("reading", e))?;
     let compression = sniff(&head[..n]);
@@ -85,11 +92,13 @@ fn open_archive(path: &Path) -> Result<File, SourceError> {
     Ok(out)
 }
 
-/// Where a member's data is, or which member it links to.
+/// Where a member's data is, which member it links to, or what other kind
+/// of member it is (never read: named in errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Member {
     Data { offset: u64, size: u64 },
     Link(String),
+    Special(&'static str),
 }
 
 /// The members of a tar file, by normalised path.
@@ -210,6 +219,10 @@ impl TarIndex {
                             };
                             members.insert(name, Member::Link(target));
                         }
+                        b'3' => _ = members.insert(name, Member::Special("a character device")),
+                        b'4' => _ = members.insert(name, Member::Special("a block device")),
+                        b'5' => _ = members.insert(name, Member::Special("a directory")),
+                        b'6' => _ = members.insert(name, Member::Special("a FIFO")),
                         _ => {}
                     }
                 }
@@ -230,6 +243,12 @@ impl TarIndex {
             match self.members.get(&current) {
                 Some(Member::Data { offset, size }) => return Ok((*offset, *size)),
                 Some(Member::Link(target)) => current = target.clone(),
+                Some(Member::Special(kind)) => {
+                    return Err(SourceError::Other(format!(
+                        "{}: {current} is {kind}, expected a regular file",
+                        self.what
+                    )));
+                }
                 None => {
                     return Err(SourceError::Other(format!(
                         "{}: no file {name} in the archive",
@@ -365,7 +384,7 @@ impl DockerArchiveSource {
     ) -> Result<Self, SourceError> {
         let what = index.what();
         let manifest_json = index.read_small("manifest.json", MAX_DOCUMENT)?;
-        let entries: Vec<DockerEntry> = serde_json::from_slice(&manifest_json).map_err(|e| {
+        let entries: Vec<DockerEntry> = crate::json::parse(&manifest_json).map_err(|e| {
             SourceError::Other(format!(
                 "{what}: manifest.json is not [{{Config, RepoTags, Layers}}]: {e}"
             ))

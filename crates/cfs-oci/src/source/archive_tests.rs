@@ -14,9 +14,10 @@ impl Tar {
         Self(Vec::new())
     }
 
-    fn header(&mut self, name: &str, kind: u8, size: usize, link: &str) {
+    fn header(&mut self, name: &str, kind: u8, size: usize, link: &str) -> &mut Self {
         let h = crate::source::fuzz::ustar_header(name, kind, size, link);
         self.0.extend_from_slice(&h);
+        self
     }
 
     fn data(&mut self, data: &[u8]) {
@@ -239,4 +240,114 @@ fn docker_archive_needs_a_name_when_several() {
     assert!(err.contains("holds 2 images (tags: a:1, b:2)"), "{err}");
     let src = DockerArchiveSource::open(f.path().into(), Some("b:2")).unwrap();
     assert!(src.manifest(&Platform::host()).is_ok());
+}
+
+/// Runs `f` in a thread and fails the test if it takes more than `secs`
+/// seconds (a read blocked on a FIFO would otherwise hang the suite).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("no answer within {secs} s (blocked?)"))
+}
+
+#[test]
+fn special_members_are_named_not_read() {
+    let (tar, manifest, _) = oci_layout_tar();
+    // The same layout with index.json as a FIFO member, then as a directory.
+    let mut t = Tar::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    t.header("index.json", b'6', 0, "");
+    let fifo = write_temp(&t.finish());
+    let path = fifo.path().to_path_buf();
+    let err = within(10, move || {
+        open_oci_archive(path, None).unwrap_err().to_string()
+    });
+    assert!(
+        err.ends_with(": index.json is a FIFO, expected a regular file"),
+        "{err}"
+    );
+    let mut t = Tar::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    t.header("index.json/", b'5', 0, "");
+    let dir = write_temp(&t.finish());
+    let err = open_oci_archive(dir.path().into(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("index.json is a directory, expected a regular file"),
+        "{err}"
+    );
+    // A symlink to a device member: the device is named.
+    let mut t = Tar::new();
+    t.file(
+        "manifest.json",
+        br#"[{"Config":"c","RepoTags":["a:1"],"Layers":["l"]}]"#,
+    )
+    .file("c", b"{}")
+    .symlink("l", "dev/null");
+    t.header("dev/null", b'3', 0, "");
+    let dev = write_temp(&t.finish());
+    let err = DockerArchiveSource::open(dev.path().into(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("dev/null is a character device, expected a regular file"),
+        "{err}"
+    );
+    // The intact layout still reads (the helper's tar is fine).
+    let ok = write_temp(&tar);
+    let src = open_oci_archive(ok.path().into(), Some("v1")).unwrap();
+    assert_eq!(src.manifest(&Platform::host()).unwrap().bytes, manifest);
+}
+
+#[test]
+fn archive_from_a_pipe_is_streamed() {
+    let (tar, manifest, _) = oci_layout_tar();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("archive.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    // No writer: an error at once, not a wait.
+    let path = fifo.clone();
+    let err = within(10, move || {
+        open_oci_archive(path, None).unwrap_err().to_string()
+    });
+    assert!(err.contains("gave no data"), "{err}");
+    // With a writer (gzip-compressed, to go through both temporary files).
+    let data = gzip(&tar);
+    let path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        // open() blocks until the reader below opens its end; a reader that
+        // saw no writer yet and left makes the write fail (EPIPE): again.
+        loop {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            if w.write_all(&data).is_ok() {
+                return;
+            }
+        }
+    });
+    let path = fifo.clone();
+    let got = within(30, move || {
+        // The writer may not have opened yet: retry while the pipe is empty.
+        loop {
+            match open_oci_archive(path.clone(), Some("v1")) {
+                Ok(src) => return src.manifest(&Platform::host()).unwrap().bytes,
+                Err(e) if e.to_string().contains("gave no data") => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    writer.join().unwrap();
+    assert_eq!(got, manifest);
 }

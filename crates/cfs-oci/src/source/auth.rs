@@ -145,14 +145,11 @@ pub(crate) fn lookup(
 ) -> Result<RegistryAuth, SourceError> {
     let keys = candidate_keys(registry, repository);
     for file in env.files() {
-        let text = match std::fs::read(&file) {
+        let text = match super::local_file::read_regular(&file, super::local_file::MAX_SMALL_FILE) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound && env.auth_file.is_none() => continue,
             Err(e) => {
-                return Err(SourceError::Other(format!(
-                    "reading auth file {}: {e}",
-                    file.display()
-                )));
+                return Err(SourceError::Other(format!("reading auth file {e}")));
             }
         };
         let bad = |msg: String| SourceError::Other(format!("auth file {}: {msg}", file.display()));

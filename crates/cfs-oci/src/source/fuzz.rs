@@ -60,8 +60,9 @@ impl LayoutStore for MemStore {
     }
 }
 
-/// `index.json` and nested documents: the first byte selects tag and
-/// platform; the rest is split at `0xff` bytes (never valid in JSON) into
+/// `index.json` and nested documents (each also parsed as a manifest and
+/// a config, and summarised as a registry error body): the first byte
+/// selects tag and platform; the rest is split at `0xff` bytes (never valid in JSON) into
 /// `index.json` and further documents. Nested descriptors are resolved to
 /// document `1 + size % (count - 1)` (the digest is not checked, so the
 /// fuzzer reaches the nested index logic), and the chosen manifest is
@@ -84,6 +85,11 @@ pub fn fuzz_layout_index(data: &[u8]) {
         if let Ok(entries) = index_entries(doc, "fuzz") {
             let _ = choose_platform(&entries, &platform, "fuzz");
         }
+        // The typed parsers of the pull (field paths in their errors) and
+        // the registry's error-body summary.
+        let _ = crate::store::parse_manifest(doc, "fuzz");
+        let _ = crate::store::parse_config(doc, "fuzz");
+        let _ = super::registry_http::error_message(doc);
     }
     let resolved = resolve_layout(docs[0], tag, &platform, "fuzz", &mut |d| {
         Ok(pick(d).to_vec())

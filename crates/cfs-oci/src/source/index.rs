@@ -116,7 +116,7 @@ struct RawDoc {
 
 /// Classifies a manifest or index document; rejects Docker schema 1.
 pub(crate) fn doc_info(bytes: &[u8], what: &str) -> Result<DocInfo, SourceError> {
-    let raw: RawDoc = serde_json::from_slice(bytes)
+    let raw: RawDoc = crate::json::parse(bytes)
         .map_err(|e| SourceError::Other(format!("{what}: invalid manifest JSON: {e}")))?;
     let schema1 = raw.schema_version == Some(1)
         || raw
@@ -152,7 +152,7 @@ struct IndexDoc {
 
 /// The entries of an index document.
 pub(crate) fn index_entries(bytes: &[u8], what: &str) -> Result<Vec<Descriptor>, SourceError> {
-    let doc: IndexDoc = serde_json::from_slice(bytes)
+    let doc: IndexDoc = crate::json::parse(bytes)
         .map_err(|e| SourceError::Other(format!("{what}: invalid image index JSON: {e}")))?;
     Ok(doc.manifests)
 }

@@ -22,15 +22,22 @@
 //! Submodules: `index` (index documents and platform choice, shared by all
 //! sources), `oci_layout` (layouts in a directory or in a tar), `archive`
 //! (tar member index, `oci-archive:`, `docker-archive:`), `registry`
-//! (`docker://` over oci-client) and `auth` (containers-auth.json lookup).
+//! (`docker://` over oci-client), `auth` (containers-auth.json lookup) and
+//! `local_file` (opening layout, archive and credentials files: regular
+//! files only, never blocking on a FIFO, never leaving a layout through a
+//! symlink).
 
 mod archive;
 mod auth;
 #[doc(hidden)]
 pub mod fuzz;
 mod index;
+mod local_file;
 mod oci_layout;
 mod registry;
+mod registry_http;
+
+pub use registry_http::DEFAULT_TIMEOUT;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -139,6 +146,9 @@ pub struct SourceOptions {
     pub insecure_registries: Vec<String>,
     /// Credentials file to use instead of the usual lookup order.
     pub auth_file: Option<PathBuf>,
+    /// Idle timeout of registry requests: a registry that sends nothing
+    /// for this long fails the request ([`DEFAULT_TIMEOUT`] when `None`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Why a source could not be opened or read.

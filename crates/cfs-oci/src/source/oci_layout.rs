@@ -1,13 +1,20 @@
 //! OCI image layouts (`oci-layout`, `index.json`, `blobs/sha256/<hex>`),
 //! in a directory (`oci:`) or inside a tar (`oci-archive:`, through
 //! [`LayoutStore`] implemented by the archive's member index).
+//!
+//! Limits: `oci-layout` at most 64 KiB, `index.json` and every manifest or
+//! nested index at most [`MAX_DOCUMENT`] (4 MiB; the size is checked before
+//! reading and the read is capped). Only regular files are read; in a
+//! directory a symlink may not lead outside the layout (see `local_file`),
+//! in a tar only regular members (and links to them) are.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use super::index::{Descriptor, finish_manifest, resolve_layout};
+use super::local_file::{open_beneath, open_dir};
 use super::{FetchedManifest, ImageSource, Platform, SourceError, sha256_digest, sha256_hex};
 
 /// The largest index or manifest document read into memory.
@@ -39,23 +46,26 @@ pub(crate) trait LayoutStore: Send + Sync + fmt::Debug {
     }
 }
 
-/// A layout in a directory.
+/// The `oci-layout` file.
+#[derive(serde::Deserialize)]
+struct LayoutMarker {
+    #[serde(rename = "imageLayoutVersion")]
+    image_layout_version: String,
+}
+
+/// A layout in a directory (files opened beneath it, regular files only:
+/// see [`local_file`](super::local_file)).
 #[derive(Debug)]
 pub(crate) struct DirStore {
     dir: PathBuf,
+    fd: OwnedFd,
 }
 
 impl LayoutStore for DirStore {
     fn open(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64), SourceError> {
         let path = self.dir.join(name);
-        let open = || -> io::Result<(File, u64)> {
-            let file = File::open(&path)?;
-            let size = file.metadata()?.len();
-            Ok((file, size))
-        };
-        let (file, size) = open().map_err(|e| {
-            SourceError::Other(format!("{}: opening {}: {e}", self.what(), path.display()))
-        })?;
+        let (file, size) = open_beneath(&self.fd, name, &path)
+            .map_err(|e| SourceError::Other(format!("{}: {e}", self.what())))?;
         Ok((Box::new(file), size))
     }
 
@@ -80,7 +90,9 @@ impl OciLayoutSource {
             Some(tag) => format!("oci:{}:{tag}", dir.display()),
             None => format!("oci:{}", dir.display()),
         };
-        Self::open(Box::new(DirStore { dir }), tag, describe)
+        let fd = open_dir(&dir)
+            .map_err(|e| SourceError::Other(format!("OCI layout {}: {e}", dir.display())))?;
+        Self::open(Box::new(DirStore { dir, fd }), tag, describe)
     }
 
     /// Opens a layout in `store`: checks `oci-layout` and reads `index.json`.
@@ -91,14 +103,13 @@ impl OciLayoutSource {
     ) -> Result<Self, SourceError> {
         let what = store.what();
         let marker = store.read_small("oci-layout", 64 << 10)?;
-        let version = serde_json::from_slice::<serde_json::Value>(&marker)
-            .ok()
-            .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(str::to_owned))
-            .ok_or_else(|| {
+        let version = crate::json::parse::<LayoutMarker>(&marker)
+            .map_err(|e| {
                 SourceError::Other(format!(
-                    "{what}: oci-layout is not {{\"imageLayoutVersion\": …}}"
+                    "{what}: oci-layout is not {{\"imageLayoutVersion\": \"1.x\"}}: {e}"
                 ))
-            })?;
+            })?
+            .image_layout_version;
         if !version.starts_with("1.") {
             return Err(SourceError::Other(format!(
                 "{what}: unsupported imageLayoutVersion {version:?} (expected 1.x)"
@@ -182,3 +193,7 @@ impl ImageSource for OciLayoutSource {
         Ok(reader)
     }
 }
+
+#[cfg(test)]
+#[path = "oci_layout_tests.rs"]
+mod tests;

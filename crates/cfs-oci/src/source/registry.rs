@@ -1,28 +1,29 @@
-//! `docker://HOST[:PORT]/REPO[:TAG|@sha256:…]`: a registry, over
-//! oci-client with a private tokio runtime (two worker threads) owned by
-//! the source, so callers stay synchronous.
+//! `docker://HOST[:PORT]/REPO[:TAG|@sha256:…]`: a registry, with a
+//! private tokio runtime (two worker threads) owned by the source, so
+//! callers stay synchronous.
 //!
 //! - Plain HTTP for `localhost`, `127.0.0.1`, `[::1]` (any port) and the
 //!   registries in `SourceOptions::insecure_registries` (`host:port`, or
 //!   `host` for any port); HTTPS otherwise (rustls, ring provider).
 //! - Credentials from [`auth`](super::auth); bearer-token challenges are
-//!   answered by oci-client.
+//!   answered by oci-client, the content requests are made by
+//!   [`registry_http`](super::registry_http), which bounds every wait (idle
+//!   timeout, `SourceOptions::timeout`) and every buffered body (manifests
+//!   at most 4 MiB).
 //! - Manifests are requested with an Accept of the OCI manifest and index
 //!   and the Docker schema 2 manifest and list (without it registries may
 //!   answer with schema 1, which is rejected). Their SHA-256 is computed
 //!   here and compared with the `@digest` of the reference or the index
 //!   entry; an index is resolved by platform and the chosen manifest
 //!   fetched by digest.
-//! - A blob is a blocking reader over the HTTP body stream, one chunk at a
-//!   time (`block_on(next())`), so memory stays bounded; it fails when the
-//!   server sends more or fewer bytes than the descriptor's size.
+//! - A blob is a blocking reader over the HTTP body, one piece at a time,
+//!   so memory stays bounded; it fails when the server sends more or fewer
+//!   bytes than the descriptor's size, or nothing for the idle timeout.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::{Arc, Once};
-use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -30,6 +31,7 @@ use tokio::runtime::Runtime;
 
 use super::auth::{self, AuthEnv};
 use super::index::{MAX_DEPTH, choose_platform, doc_info, finish_manifest, index_entries};
+use super::registry_http::{BlobReader, Body, DEFAULT_TIMEOUT, Http};
 use super::{
     DOCKER_LIST, DOCKER_MANIFEST, FetchedManifest, ImageSource, OCI_INDEX, OCI_MANIFEST, Platform,
     SourceError, SourceOptions, sha256_digest,
@@ -41,7 +43,7 @@ const ACCEPT: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST]
 /// A registry source.
 pub(crate) struct RegistrySource {
     runtime: Arc<Runtime>,
-    client: Client,
+    http: Http,
     reference: Reference,
     auth: RegistryAuth,
     describe: String,
@@ -55,22 +57,6 @@ impl fmt::Debug for RegistrySource {
             .field("auth", &auth_kind(&self.auth))
             .finish_non_exhaustive()
     }
-}
-
-/// `e` followed by its causes (`error sending request: … : Connection
-/// refused`), each once: HTTP client errors keep the reason in the chain.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let part = c.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// How a request authenticates, for debug output (no secrets).
@@ -120,19 +106,23 @@ impl RegistrySource {
         let auth_env = AuthEnv::from_process(opts.auth_file.clone());
         let auth = auth::lookup(&auth_env, reference.registry(), reference.repository())?;
         let registry = reference.resolve_registry().to_owned();
-        let protocol = if is_insecure(&registry, &opts.insecure_registries) {
+        let insecure = is_insecure(&registry, &opts.insecure_registries);
+        let protocol = if insecure {
             ClientProtocol::HttpsExcept(vec![registry])
         } else {
             ClientProtocol::Https
         };
+        let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
         install_crypto_provider();
         let client = Client::new(ClientConfig {
             protocol,
             platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(300)),
+            connect_timeout: Some(timeout.min(std::time::Duration::from_secs(30))),
+            read_timeout: Some(timeout),
             ..ClientConfig::default()
         });
+        let http = Http::new(client, auth.clone(), insecure, timeout)
+            .map_err(|e| SourceError::Other(format!("{describe}: {e}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cfs-registry")
@@ -141,36 +131,22 @@ impl RegistrySource {
             .map_err(|e| SourceError::Other(format!("{describe}: starting the runtime: {e}")))?;
         Ok(Self {
             runtime: Arc::new(runtime),
-            client,
+            http,
             reference,
             auth,
             describe,
         })
     }
 
-    /// The raw manifest named by `reference` (tag or digest).
+    /// The raw manifest named by `reference` (tag or digest), at most
+    /// 4 MiB.
     fn fetch(&self, reference: &Reference) -> Result<Vec<u8>, SourceError> {
-        let (bytes, _) = self
-            .runtime
-            .block_on(self.client.pull_manifest_raw(reference, &self.auth, ACCEPT))
-            .map_err(|e| {
-                let text = with_causes(&e);
-                let hint = if matches!(self.auth, RegistryAuth::Anonymous)
-                    && text.contains("Not authorized")
-                {
-                    format!(
-                        " (no credentials for {} were found; see --authfile and auth.json)",
-                        reference.registry()
-                    )
-                } else {
-                    String::new()
-                };
-                SourceError::Other(format!(
-                    "docker://{}: fetching the manifest: {text}{hint}",
-                    reference.whole()
-                ))
-            })?;
-        Ok(bytes.to_vec())
+        let what = format!("docker://{}: fetching the manifest", reference.whole());
+        let url = self.http.manifest_url(reference);
+        self.runtime.block_on(
+            self.http
+                .document(reference, &url, &ACCEPT.join(", "), &what),
+        )
     }
 }
 
@@ -210,16 +186,11 @@ impl ImageSource for RegistrySource {
 
     fn open_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Read + Send>, SourceError> {
         let what = format!("{}: blob {digest}", self.describe);
-        let stream = self
+        let url = self.http.blob_url(&self.reference, digest);
+        let response = self
             .runtime
-            .block_on(async {
-                self.client
-                    .store_auth_if_needed(self.reference.resolve_registry(), &self.auth)
-                    .await;
-                self.client.pull_blob_stream(&self.reference, digest).await
-            })
-            .map_err(|e| SourceError::Other(format!("{what}: {}", with_causes(&e))))?;
-        if let Some(length) = stream.content_length
+            .block_on(self.http.get(&self.reference, &url, None, &what))?;
+        if let Some(length) = response.content_length()
             && length != size
         {
             return Err(SourceError::Other(format!(
@@ -228,81 +199,15 @@ impl ImageSource for RegistrySource {
         }
         Ok(Box::new(BlobReader {
             runtime: Arc::clone(&self.runtime),
-            stream: stream.stream,
-            chunk: None,
+            body: Body::Http(response),
+            chunk: Vec::new(),
             pos: 0,
             received: 0,
             size,
             done: false,
+            timeout: self.http.timeout(),
             what,
         }))
-    }
-}
-
-/// A blocking reader over a blob's body stream.
-struct BlobReader<S, B> {
-    runtime: Arc<Runtime>,
-    stream: S,
-    chunk: Option<B>,
-    pos: usize,
-    received: u64,
-    size: u64,
-    done: bool,
-    what: String,
-}
-
-impl<S, B> Read for BlobReader<S, B>
-where
-    S: Stream<Item = io::Result<B>> + Unpin,
-    B: AsRef<[u8]>,
-{
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some(chunk) = &self.chunk {
-                let rest = &chunk.as_ref()[self.pos..];
-                if !rest.is_empty() {
-                    let n = rest.len().min(buf.len());
-                    buf[..n].copy_from_slice(&rest[..n]);
-                    self.pos += n;
-                    return Ok(n);
-                }
-            }
-            if self.done || buf.is_empty() {
-                return Ok(0);
-            }
-            match self.runtime.block_on(self.stream.next()) {
-                Some(Ok(chunk)) => {
-                    self.received += chunk.as_ref().len() as u64;
-                    if self.received > self.size {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "{}: the registry sent more than the expected {} bytes",
-                                self.what, self.size
-                            ),
-                        ));
-                    }
-                    self.chunk = Some(chunk);
-                    self.pos = 0;
-                }
-                Some(Err(e)) => {
-                    return Err(io::Error::new(e.kind(), format!("{}: {e}", self.what)));
-                }
-                None => {
-                    self.done = true;
-                    if self.received < self.size {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!(
-                                "{}: the registry sent {} of {} bytes",
-                                self.what, self.received, self.size
-                            ),
-                        ));
-                    }
-                    return Ok(0);
-                }
-            }
-        }
     }
 }
 
@@ -326,45 +231,13 @@ mod tests {
         assert_eq!(host_of("h:1"), "h");
     }
 
-    fn reader(chunks: Vec<&'static [u8]>, size: u64) -> impl Read {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        BlobReader {
-            runtime: Arc::new(runtime),
-            stream: futures_util::stream::iter(chunks.into_iter().map(Ok)),
-            chunk: None,
-            pos: 0,
-            received: 0,
-            size,
-            done: false,
-            what: "blob".into(),
-        }
-    }
-
-    #[test]
-    fn blob_reader_sizes() {
-        let mut out = Vec::new();
-        reader(vec![b"ab", b"", b"cde"], 5)
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, b"abcde");
-        let err = reader(vec![b"ab", b"cde"], 4)
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("more than the expected 4 bytes"),
-            "{err}"
-        );
-        let err = reader(vec![b"ab"], 4)
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
-        assert!(err.to_string().contains("sent 2 of 4 bytes"), "{err}");
-    }
-
     #[test]
     fn reference_errors() {
         let err = RegistrySource::open("UPPER/Case", &SourceOptions::default()).unwrap_err();
         assert!(err.to_string().contains("docker://UPPER/Case"), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod stub_tests;

@@ -19,7 +19,7 @@ use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, Prog
 use cfs_oci::pull::{PullOptions, PullProgress, pull as pull_image};
 use cfs_oci::source::{Platform, SourceOptions, open_source};
 
-use crate::cli::{GlobalOpts, OciPullArgs};
+use crate::cli::{GlobalOpts, OciPullArgs, parse_timeout};
 use crate::cmd::repo::{open_repo, print, threads};
 
 pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
@@ -34,6 +34,7 @@ pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
     let source_opts = SourceOptions {
         insecure_registries: args.insecure_registry.clone(),
         auth_file: args.authfile.clone(),
+        timeout: timeout(args)?,
     };
     let source = open_source(&args.source, &source_opts)
         .with_context(|| format!("Opening {}", args.source))?;
@@ -52,6 +53,7 @@ pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
         tag: tag.clone(),
         jobs: threads(global),
         progress: Some(progress),
+        max_layer_size: args.max_layer_size,
     };
     let report = pull_image(&repo, source.as_ref(), &opts)
         .with_context(|| format!("Pulling {}", args.source))?;
@@ -73,6 +75,19 @@ pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
         HumanBytes(report.bytes_inline)
     ));
     print(&out)
+}
+
+/// `--timeout`, else `CFS_OCI_TIMEOUT`, else the library default.
+fn timeout(args: &OciPullArgs) -> Result<Option<std::time::Duration>> {
+    if args.timeout.is_some() {
+        return Ok(args.timeout);
+    }
+    match std::env::var("CFS_OCI_TIMEOUT") {
+        Ok(text) => parse_timeout(&text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("CFS_OCI_TIMEOUT: {e}")),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Progress bars (stderr is a terminal).
