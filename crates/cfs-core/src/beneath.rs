@@ -154,7 +154,7 @@ pub fn describe(ft: FileType) -> &'static str {
     match ft {
         FileType::RegularFile => "a regular file",
         FileType::Directory => "a directory",
-        FileType::Symlink => "a symbolic link",
+        FileType::Symlink => "a symlink",
         FileType::Fifo => "a FIFO",
         FileType::Socket => "a socket",
         FileType::CharacterDevice => "a character device",
@@ -316,7 +316,7 @@ mod tests {
                 assert!(open_dir(fd.as_fd(), path.split('/').next().unwrap()).is_err());
             }
             let e = open_regular(fd.as_fd(), "filelink").unwrap_err();
-            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert!(e.to_string().contains("is a symlink"), "{e}");
             assert_eq!(
                 FileType::from_raw_mode(lstat(fd.as_fd(), "filelink").unwrap().st_mode),
                 FileType::Symlink

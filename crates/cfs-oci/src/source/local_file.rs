@@ -34,16 +34,7 @@ pub(crate) const MAX_SMALL_FILE: u64 = 1 << 20;
 
 /// What a file type is called in messages (`a FIFO`).
 pub(crate) fn kind_name(file_type: FileType) -> &'static str {
-    match file_type {
-        FileType::RegularFile => "a regular file",
-        FileType::Directory => "a directory",
-        FileType::Symlink => "a symlink",
-        FileType::Fifo => "a FIFO",
-        FileType::Socket => "a socket",
-        FileType::CharacterDevice => "a character device",
-        FileType::BlockDevice => "a block device",
-        FileType::Unknown => "a file of unknown type",
-    }
+    cfs_core::beneath::describe(file_type)
 }
 
 fn other(path: &Path, message: impl std::fmt::Display) -> io::Error {
