@@ -132,11 +132,9 @@ fn erofs_through_a_loop_device() {
     assert!(!path.exists(), "temporary mountpoint removed");
 }
 
-#[test]
-fn overlay_with_path_layers_and_legacy_data() {
-    if !privileged("overlay_with_path_layers_and_legacy_data") {
-        return;
-    }
+/// The fixture's image mounted (new API, then moved) on a temporary
+/// mountpoint, and an empty directory to mount the overlay on.
+fn erofs_at_temp() -> (Fixture, TempMountpoint, std::path::PathBuf) {
     let f = fixture();
     let mut temp = TempMountpoint::create(f.tmp.path()).unwrap();
     let source = super::erofs::fd_path(f.image.as_fd());
@@ -154,6 +152,15 @@ fn overlay_with_path_layers_and_legacy_data() {
     temp.set_mounted();
     let target = f.tmp.path().join("mnt");
     std::fs::create_dir(&target).unwrap();
+    (f, temp, target)
+}
+
+#[test]
+fn overlay_with_path_layers_and_legacy_data() {
+    if !privileged("overlay_with_path_layers_and_legacy_data") {
+        return;
+    }
+    let (f, temp, target) = erofs_at_temp();
     let s = settings();
 
     // New API, layers as path strings (what kernels 6.7 – 6.14 get).
@@ -236,23 +243,7 @@ fn long_basedir_lists_are_never_cut() {
     if !privileged("long_basedir_lists_are_never_cut") {
         return;
     }
-    let f = fixture();
-    let mut temp = TempMountpoint::create(f.tmp.path()).unwrap();
-    let source = super::erofs::fd_path(f.image.as_fd());
-    let ErofsMount::Detached(fd) = mount_source(&source, false, None, &mut temp).unwrap() else {
-        panic!("new mount API expected")
-    };
-    rustix::mount::move_mount(
-        fd.as_fd(),
-        "",
-        rustix::fs::CWD,
-        temp.path(),
-        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .unwrap();
-    temp.set_mounted();
-    let target = f.tmp.path().join("mnt");
-    std::fs::create_dir(&target).unwrap();
+    let (f, temp, target) = erofs_at_temp();
     let s = settings();
     // 60 directories of 200-byte names before the real object store: about
     // 14 KiB of paths. The objects are only in the last one.
