@@ -211,8 +211,10 @@ fn guest_privileged_cli() {
             "mount::",
             "mount_overlay::",
             "repo::",
+            "repo_hardening::",
             "repo_interop::",
             "oci::",
+            "oci_hardening::",
             "oci_interop::",
             "crash_oci::",
         ]

@@ -17,6 +17,7 @@ mod oci_interop;
 mod oci_support;
 mod oci_tree;
 mod repo;
+mod repo_hardening;
 mod repo_interop;
 #[path = "../../../../tests/fixtures/stub_registry.rs"]
 #[allow(dead_code)]

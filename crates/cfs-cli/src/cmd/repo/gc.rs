@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use cfs_core::repository::GcOptions;
 
-use super::{open_repo, print};
+use super::{open_repo, open_repo_read, print};
 use crate::cli::{GcArgs, GlobalOpts};
 use crate::progress;
 
@@ -14,7 +14,12 @@ use crate::progress;
 /// `Dry run (no files deleted):` (dry run only), `Objects: N removed (B
 /// bytes)`, and `Pruned symlinks: I images, S streams` when any were pruned.
 pub(crate) fn gc(global: &GlobalOpts, args: &GcArgs) -> Result<()> {
-    let repo = open_repo(global)?;
+    // A dry run only reads: it never upgrades an old repository either.
+    let repo = if args.dry_run {
+        open_repo_read(global)?
+    } else {
+        open_repo(global)?
+    };
     let opts = GcOptions {
         dry_run: args.dry_run,
         extra_roots: args.roots.clone(),
