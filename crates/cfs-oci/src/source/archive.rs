@@ -6,7 +6,8 @@
 //! from the file with positioned reads, so several readers can be open at
 //! once. A gzip or zstd compressed archive (sniffed by magic) is first
 //! decompressed to an anonymous temporary file in `$TMPDIR`; so is an
-//! archive given as a pipe or FIFO (read as a stream), while devices and
+//! archive given as a pipe or FIFO (read as a stream) — at most
+//! 256 GiB either way (`local_file::MAX_SPOOLED_ARCHIVE`) — while devices and
 //! sockets are refused (`local_file`). Only regular members (and hard or
 //! symbolic links to them, at most 16 hops, resolved inside the archive)
 //! are read: a name that is a FIFO, device or directory member is an error
@@ -79,11 +80,13 @@ fn open_archive(path: &Path) -> Result<File, SourceError> {
         return Ok(file);
     }
     let mut out = tempfile::tempfile().map_err(|e| err("creating a temporary file for", e))?;
+    let limit = local_file::MAX_SPOOLED_ARCHIVE;
     let copied = match compression {
-        Compression::Gzip => io::copy(&mut flate2::read::MultiGzDecoder::new(file), &mut out),
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(file).and_then(|mut d| io::copy(&mut d, &mut out))
+        Compression::Gzip => {
+            local_file::copy_bounded(flate2::read::MultiGzDecoder::new(file), &mut out, limit)
         }
+        Compression::Zstd => zstd::stream::read::Decoder::new(file)
+            .and_then(|d| local_file::copy_bounded(d, &mut out, limit)),
         Compression::None => unreachable!("handled above"),
     };
     copied.map_err(|e| err("decompressing", e))?;

@@ -29,6 +29,24 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+/// Most bytes spooled to a temporary file from a compressed archive or an
+/// archive read from a pipe (256 GiB): a compression bomb or an endless
+/// pipe stops there instead of filling the disk.
+pub(crate) const MAX_SPOOLED_ARCHIVE: u64 = 256 << 30;
+
+/// Copies all of `src` to `out`, refusing more than `limit` bytes (at most
+/// `limit + 1` are read); returns the count.
+pub(crate) fn copy_bounded(src: impl Read, out: &mut File, limit: u64) -> io::Result<u64> {
+    let n = io::copy(&mut src.take(limit.saturating_add(1)), out)?;
+    if n > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes (the limit for a spooled archive)"),
+        ));
+    }
+    Ok(n)
+}
+
 /// Largest credentials file read (1 MiB).
 pub(crate) const MAX_SMALL_FILE: u64 = 1 << 20;
 
@@ -133,7 +151,7 @@ pub(crate) fn open_archive_file(path: &Path) -> io::Result<File> {
             rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| errno(path, e))?;
             let mut out = tempfile::tempfile()
                 .map_err(|e| other(path, format_args!("creating a temporary file: {e}")))?;
-            let copied = io::copy(&mut File::from(fd), &mut out)
+            let copied = copy_bounded(File::from(fd), &mut out, MAX_SPOOLED_ARCHIVE)
                 .map_err(|e| other(path, format_args!("reading the pipe: {e}")))?;
             if copied == 0 {
                 return Err(other(
@@ -175,6 +193,15 @@ pub(crate) fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn spooling_stops_at_the_limit() {
+        let mut out = tempfile::tempfile().unwrap();
+        let e = super::copy_bounded(std::io::repeat(0), &mut out, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
+        let mut out = tempfile::tempfile().unwrap();
+        assert_eq!(super::copy_bounded(&[1u8; 7][..], &mut out, 7).unwrap(), 7);
+    }
     use std::os::unix::net::UnixListener;
 
     use super::*;
