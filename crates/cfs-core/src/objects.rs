@@ -55,6 +55,10 @@ const DIR_MODE: u32 = 0o755;
 pub struct ObjectDir {
     dir: OwnedFd,
     path: PathBuf,
+    /// `XX` subdirectories seen to be real directories (not symlinks), so
+    /// that existence checks below them take one `fstatat` (see
+    /// [`ObjectDir::lstat`]).
+    verified: [std::sync::atomic::AtomicBool; 256],
 }
 
 /// What [`ObjectDir::copy_from`] did.
@@ -180,7 +184,11 @@ impl ObjectDir {
     /// subdirectory and object is opened relative to `dir` with
     /// [`crate::beneath`].
     pub fn from_fd(dir: OwnedFd, path: PathBuf) -> Self {
-        ObjectDir { dir, path }
+        ObjectDir {
+            dir,
+            path,
+            verified: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
+        }
     }
 
     /// The directory's path.
@@ -201,10 +209,36 @@ impl ObjectDir {
         }
     }
 
-    /// `lstat` of `rel` (`XX/rest`) below the store, following no symlink:
-    /// an `XX` that is a symlink is an error (`ELOOP`), not a way out.
+    /// `lstat` of `rel` (`XX/rest`, from [`Digest::object_path`]) below the
+    /// store: an `XX` that is a symlink or a file is an error (`ELOOP`,
+    /// `ENOTDIR`), not a way out. `XX` is checked once (then remembered), so
+    /// the lookup on the hot path of every import is one `fstatat`; only a
+    /// concurrent swap of a checked `XX` could mislead this *query* — every
+    /// open, write and unlink resolves its path again without symlinks.
     fn lstat(&self, rel: &str) -> io::Result<rustix::fs::Stat> {
-        crate::beneath::lstat(self.dir.as_fd(), rel)
+        let index = rel
+            .get(..2)
+            .and_then(|xx| u8::from_str_radix(xx, 16).ok())
+            .filter(|_| rel.as_bytes().get(2) == Some(&b'/'));
+        let Some(index) = index else {
+            return crate::beneath::lstat(self.dir.as_fd(), rel);
+        };
+        let seen = &self.verified[usize::from(index)];
+        if !seen.load(std::sync::atomic::Ordering::Relaxed) {
+            let st = rustix::fs::statat(&self.dir, &rel[..2], AtFlags::SYMLINK_NOFOLLOW)?;
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Directory => {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed)
+                }
+                rustix::fs::FileType::Symlink => return Err(Errno::LOOP.into()),
+                _ => return Err(Errno::NOTDIR.into()),
+            }
+        }
+        Ok(rustix::fs::statat(
+            &self.dir,
+            rel,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?)
     }
 
     /// Opens the object `digest` read-only; anything but a regular file
