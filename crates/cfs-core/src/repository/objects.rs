@@ -115,7 +115,7 @@ impl Repository {
     pub fn has_object(&self, digest: &Digest) -> Result<bool> {
         self.objects
             .contains(digest)
-            .map_err(|e| RepoError::io(self.display(&paths::object_path(digest)), e))
+            .map_err(|e| self.layout_error(&paths::object_path(digest), e))
     }
 
     /// Opens an object. In a secure repository its fs-verity measurement
@@ -142,7 +142,7 @@ impl Repository {
                     name: digest.to_hex(),
                 }
             } else {
-                RepoError::io(&path, e)
+                self.layout_error(&paths::object_path(digest), e)
             }
         })?;
         match measure_verity(file.as_fd()) {

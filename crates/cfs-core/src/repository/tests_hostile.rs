@@ -67,22 +67,28 @@ const OWN_DIRS: &[&str] = &[
 
 #[test]
 fn symlinked_directories_never_lead_outside() {
-    for rel in OWN_DIRS.iter().copied().chain(["objects/XX"]) {
+    for rel in OWN_DIRS
+        .iter()
+        .copied()
+        .chain(["objects/XX-live", "objects/XX-dead"])
+    {
         for absolute in [true, false] {
             let tmp = tempfile::tempdir().unwrap();
             let root = tmp.path().join("repo");
             let outside = tmp.path().join("outside");
-            drop(populated(&root));
+            let repo = populated(&root);
+            // The `XX` of the named image (live), or of an object only
+            // garbage lives in.
+            let live = repo.resolve_image("good").unwrap().object_path()[..2].to_string();
+            let dead = crate::verity::digest_bytes(Algorithm::Sha256, b"garbage").object_path()
+                [..2]
+                .to_string();
+            drop(repo);
             // The real directory moves outside; a symlink takes its place.
-            let rel = if rel == "objects/XX" {
-                let sub = std::fs::read_dir(root.join("objects"))
-                    .unwrap()
-                    .map(|e| e.unwrap().file_name().into_string().unwrap())
-                    .find(|n| n.len() == 2)
-                    .unwrap();
-                format!("objects/{sub}")
-            } else {
-                rel.to_string()
+            let rel = match rel {
+                "objects/XX-live" => format!("objects/{live}"),
+                "objects/XX-dead" => format!("objects/{dead}"),
+                _ => rel.to_string(),
             };
             let link = root.join(&rel);
             std::fs::rename(&link, &outside).unwrap();
