@@ -85,11 +85,12 @@ pub fn fuzz_layout_index(data: &[u8]) {
         if let Ok(entries) = index_entries(doc, "fuzz") {
             let _ = choose_platform(&entries, &platform, "fuzz");
         }
-        // The typed parsers of the pull (field paths in their errors) and
-        // the registry's error-body summary.
+        // The typed parsers of the pull (field paths in their errors), the
+        // registry's error-body summary and its authentication challenge.
         let _ = crate::store::parse_manifest(doc, "fuzz");
         let _ = crate::store::parse_config(doc, "fuzz");
         let _ = super::registry_http::error_message(doc);
+        let _ = super::registry_auth::parse_challenge(&String::from_utf8_lossy(doc));
     }
     let resolved = resolve_layout(docs[0], tag, &platform, "fuzz", &mut |d| {
         Ok(pick(d).to_vec())

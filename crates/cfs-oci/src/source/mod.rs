@@ -35,6 +35,7 @@ mod index;
 mod local_file;
 mod oci_layout;
 mod registry;
+mod registry_auth;
 mod registry_http;
 
 pub use registry_http::DEFAULT_TIMEOUT;

@@ -24,9 +24,8 @@ use std::fmt;
 use std::io::Read;
 use std::sync::{Arc, Once};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::Reference;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use tokio::runtime::Runtime;
 
 use super::auth::{self, AuthEnv};
@@ -107,21 +106,9 @@ impl RegistrySource {
         let auth = auth::lookup(&auth_env, reference.registry(), reference.repository())?;
         let registry = reference.resolve_registry().to_owned();
         let insecure = is_insecure(&registry, &opts.insecure_registries);
-        let protocol = if insecure {
-            ClientProtocol::HttpsExcept(vec![registry])
-        } else {
-            ClientProtocol::Https
-        };
         let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
         install_crypto_provider();
-        let client = Client::new(ClientConfig {
-            protocol,
-            platform_resolver: None,
-            connect_timeout: Some(timeout.min(std::time::Duration::from_secs(30))),
-            read_timeout: Some(timeout),
-            ..ClientConfig::default()
-        });
-        let http = Http::new(client, auth.clone(), insecure, timeout)
+        let http = Http::new(auth.clone(), insecure, timeout)
             .map_err(|e| SourceError::Other(format!("{describe}: {e}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

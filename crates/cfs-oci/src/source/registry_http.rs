@@ -1,10 +1,10 @@
 //! The HTTP requests of the `docker://` source: manifests and blobs, with
 //! bounded time and memory.
 //!
-//! oci-client answers the registry's authentication challenge (bearer
-//! token or Basic); the requests for content are made here, on a reqwest
-//! client built the same way, because oci-client reads a manifest body
-//! (and any error body) whole, without a size limit.
+//! Everything goes through one reqwest client: the authentication
+//! challenge and token exchange ([`super::registry_auth`]) and the content
+//! requests. (oci-client reads manifest, error and token bodies whole,
+//! without a size limit; it is used for reference parsing only.)
 //!
 //! Limits, all enforced while reading:
 //! - **Idle timeout** (`timeout`, [`DEFAULT_TIMEOUT`] unless the pull
@@ -18,7 +18,8 @@
 //!   larger `Content-Length` is refused before reading; a body without one
 //!   is cut off once it passes the limit).
 //! - **Error bodies** (4xx, 5xx): at most [`MAX_ERROR_BODY`] bytes are
-//!   read, for the message.
+//!   read, for the message; token responses at most
+//!   [`super::registry_auth::MAX_TOKEN_RESPONSE`].
 //! - **Blobs**: streamed; more bytes than the descriptor's size is an error
 //!   at the first excess byte (the pull pipeline checks the digest).
 //!
@@ -29,8 +30,8 @@ use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oci_client::Reference;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
 use reqwest::StatusCode;
 use tokio::runtime::Runtime;
 
@@ -44,7 +45,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of an error response body read for its message (64 KiB).
 pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// How requests authenticate (from oci-client's challenge handling).
+/// How requests authenticate (from the registry's challenge).
 #[derive(Clone)]
 enum Authz {
     None,
@@ -55,8 +56,6 @@ enum Authz {
 /// The HTTP side of one registry source.
 pub(crate) struct Http {
     client: reqwest::Client,
-    /// oci-client, for the authentication challenge only.
-    auth_client: Client,
     auth: RegistryAuth,
     /// `http` or `https`.
     scheme: &'static str,
@@ -83,10 +82,8 @@ pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 impl Http {
-    /// A client for the registry; `auth_client` is oci-client's, built with
-    /// the same protocol choice.
+    /// A client for the registry (plain HTTP when `insecure`).
     pub(crate) fn new(
-        auth_client: Client,
         auth: RegistryAuth,
         insecure: bool,
         timeout: Duration,
@@ -99,7 +96,6 @@ impl Http {
             .map_err(|e| SourceError::Other(format!("building the HTTP client: {e}")))?;
         Ok(Self {
             client,
-            auth_client,
             auth,
             scheme: if insecure { "http" } else { "https" },
             timeout,
@@ -111,6 +107,16 @@ impl Http {
     /// The idle timeout.
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// `http` or `https`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The HTTP client.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// `SCHEME://REGISTRY/v2/REPOSITORY/KIND/NAME[?ns=…]`.
@@ -143,7 +149,7 @@ impl Http {
     }
 
     /// `fut`, failing after the idle timeout.
-    async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<T, reqwest::Error>>,
@@ -160,31 +166,25 @@ impl Http {
         SourceError::Other(stalled_text(what, self.timeout))
     }
 
-    /// The authentication to use (asked from oci-client once, or again
-    /// when `refresh`).
+    /// The authentication to use (from the registry's challenge, once, or
+    /// again when `refresh`).
     async fn authz(&self, reference: &Reference, refresh: bool) -> Result<Authz, SourceError> {
         if !refresh && let Some(a) = self.authz.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(a);
         }
         let what = format!("docker://{}: authenticating", reference.whole());
         // The challenge and the token request: two round trips.
-        let token = tokio::time::timeout(
-            self.timeout * 2,
-            self.auth_client
-                .auth(reference, &self.auth, RegistryOperation::Pull),
-        )
-        .await
-        .map_err(|_| self.stalled(&what))?;
-        let authz = match (token, &self.auth) {
-            (Ok(Some(token)), _) => Authz::Bearer(token),
-            (Ok(None), RegistryAuth::Basic(user, password)) => {
+        let answer = self.challenge(reference, &self.auth, &what).await;
+        let authz = match (answer, &self.auth) {
+            (Ok(super::registry_auth::Answer::Token(token)), _) => Authz::Bearer(token),
+            (Ok(_), RegistryAuth::Basic(user, password)) => {
                 Authz::Basic(user.clone(), password.clone())
             }
-            (Ok(None), _) => Authz::None,
-            // As oci-client does: the request goes out without a token, and
-            // its 401 is reported with this reason.
+            (Ok(_), _) => Authz::None,
+            // The request goes out without a token, and its 401 is reported
+            // with this reason.
             (Err(e), _) => {
-                *self.auth_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(with_causes(&e));
+                *self.auth_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                 Authz::None
             }
         };

@@ -173,3 +173,40 @@ fn blob_stall_fails_the_pull() {
         "{took:?}"
     );
 }
+
+#[test]
+fn token_responses_are_read_within_a_limit() {
+    let stub = StubRegistry::start();
+    stub.route("/v2/", stub_challenge(stub.port));
+    // The stub cannot check tokens: the manifest always asks for one, so
+    // the error reports what the token request did.
+    let challenge = stub_challenge(stub.port);
+    stub.route("/v2/test/img/manifests/v1", challenge);
+    stub.route(
+        "/token",
+        Reply::Endless {
+            content_type: "application/json".into(),
+            fill: b"{\"token\":\"aaaaaaaaaaaaaaaa".to_vec(),
+        },
+    );
+    let (err, took) = manifest_error(stub.reference("test/img:v1"), 30);
+    assert!(
+        err.contains("larger than the 1048576 bytes accepted"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // A token service that answers properly: the token is used.
+    stub.route(
+        "/token",
+        Reply::ok("application/json", br#"{"token":"t0k3n"}"#),
+    );
+    let (err, _) = manifest_error(stub.reference("test/img:v1"), 30);
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains("token request"), "{err}");
+}
+
+fn stub_challenge(port: u16) -> Reply {
+    Reply::Challenge {
+        www_authenticate: format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="stub""#),
+    }
+}
