@@ -5,7 +5,6 @@
 //! - [`dumpfile`]: the composefs-dump text format.
 //! - [`erofs`]: the composefs EROFS image format (writer and reader).
 //! - [`splitstream`]: split streams (a byte stream as inline data + object references).
-//! - [`karg`]: the `composefs=` / `composefs.digest=` kernel arguments.
 //! - [`limits`]: the tree limits every writer enforces and every reader accepts.
 //! - [`beneath`]: opening paths below a directory without following symlinks.
 //! - [`mount`]: mounting composefs images (EROFS + overlayfs).
@@ -16,7 +15,6 @@
 pub mod beneath;
 pub mod dumpfile;
 pub mod erofs;
-pub mod karg;
 pub mod limits;
 pub mod mount;
 pub mod objects;

@@ -24,7 +24,7 @@
 
 use std::fmt;
 
-use crate::verity::{Algorithm, Digest};
+use cfs_core::verity::{Algorithm, Digest};
 
 /// Longest command line looked at.
 pub const MAX_CMDLINE: usize = 1 << 16;

@@ -1,0 +1,10 @@
+//! cfs-deploy: image-based OS deployments on composefs.
+//!
+//! - [`cmdline`]: the `composefs=` / `composefs.digest=` kernel arguments.
+//! - [`bls`]: Boot Loader Specification Type 1 entries.
+//!
+//! Deployments, boot entries on disk, and root setup in the initramfs
+//! build on these (later).
+
+pub mod bls;
+pub mod cmdline;
