@@ -2,9 +2,11 @@
 //!
 //! - [`cmdline`]: the `composefs=` / `composefs.digest=` kernel arguments.
 //! - [`bls`]: Boot Loader Specification Type 1 entries.
+//! - [`os_release`]: os-release(5), and the entry names bootc derives from it.
 //!
 //! Deployments, boot entries on disk, and root setup in the initramfs
 //! build on these (later).
 
 pub mod bls;
 pub mod cmdline;
+pub mod os_release;
