@@ -3,6 +3,7 @@
 //! - [`cmdline`]: the `composefs=` / `composefs.digest=` kernel arguments.
 //! - [`bls`]: Boot Loader Specification Type 1 entries.
 //! - [`os_release`]: os-release(5), and the entry names bootc derives from it.
+//! - [`uki`]: the sections of a Unified Kernel Image (bounded PE/COFF reader).
 //!
 //! Deployments, boot entries on disk, and root setup in the initramfs
 //! build on these (later).
@@ -10,3 +11,4 @@
 pub mod bls;
 pub mod cmdline;
 pub mod os_release;
+pub mod uki;
