@@ -3,6 +3,7 @@
 //! `boot-deploy.md` §12.2 builds one, read back section by section. Skips
 //! when the stub or objcopy is missing, unless `CFS_TEST_PRIVILEGED=require`
 //! (CI installs both).
+#![allow(clippy::print_stderr)]
 
 use std::path::Path;
 use std::process::Command;
