@@ -26,16 +26,26 @@ pub const MAX_IMAGE_LEN: u64 = 4 << 30;
 /// Reads all of `src` into memory, refusing more than `limit` bytes (the
 /// error names the limit; at most `limit + 1` bytes are ever read).
 pub fn read_bounded(src: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
     let mut data = Vec::new();
-    src.take(limit.saturating_add(1)).read_to_end(&mut data)?;
-    if data.len() as u64 > limit {
+    copy_bounded(src, &mut data, limit)?;
+    Ok(data)
+}
+
+/// Copies all of `src` to `out`, refusing more than `limit` bytes (at most
+/// `limit + 1` are read); returns the count. For inputs spooled to disk.
+pub fn copy_bounded(
+    src: impl std::io::Read,
+    out: &mut impl std::io::Write,
+    limit: u64,
+) -> std::io::Result<u64> {
+    let n = std::io::copy(&mut src.take(limit.saturating_add(1)), out)?;
+    if n > limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("more than {limit} bytes (the limit for this input)"),
         ));
     }
-    Ok(data)
+    Ok(n)
 }
 
 /// Deepest directory nesting (the root is level 0).

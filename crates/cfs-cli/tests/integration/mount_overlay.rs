@@ -456,40 +456,71 @@ fn digest_and_option_errors() {
     assert!(stderr(&o).starts_with("mount.composefs: invalid option -- 'x'\n"));
 }
 
+/// An insecure repository holding an image (named `name`) of a tree with a
+/// small inline file `small` and an external file `d/big`, and an empty
+/// mount point.
+struct RepoImage {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+    mnt: PathBuf,
+    /// What `create-image` printed.
+    id: String,
+    /// The content of `d/big`.
+    big: Vec<u8>,
+}
+
+impl RepoImage {
+    fn new(name: &str) -> RepoImage {
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, repo, mnt) = (
+            tmp.path().join("src"),
+            tmp.path().join("repo"),
+            tmp.path().join("mnt"),
+        );
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::write(src.join("small"), b"hi").unwrap();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(src.join("d/big"), &big).unwrap();
+        let mut r = RepoImage {
+            _tmp: tmp,
+            repo,
+            mnt,
+            id: String::new(),
+            big,
+        };
+        r.cfsctl(&["init".as_ref(), "--insecure".as_ref()]);
+        let out = r.cfsctl(&[
+            "create-image".as_ref(),
+            "--no-propagate-usr-to-root".as_ref(),
+            src.as_os_str(),
+            name.as_ref(),
+        ]);
+        r.id = String::from_utf8(out.stdout).unwrap();
+        r
+    }
+
+    /// Runs `cfsctl --repo REPO ARGS…`, which must succeed.
+    fn cfsctl(&self, args: &[&OsStr]) -> Output {
+        let o = run(tool("cfsctl").arg("--repo").arg(&self.repo).args(args));
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    }
+}
+
 #[test]
 fn cfsctl_mount_from_insecure_repository() {
     if !privileged("cfsctl_mount_from_insecure_repository") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (src, repo, mnt) = (
-        tmp.path().join("src"),
-        tmp.path().join("repo"),
-        tmp.path().join("mnt"),
-    );
-    std::fs::create_dir(&src).unwrap();
-    std::fs::create_dir(&mnt).unwrap();
-    std::fs::create_dir(src.join("d")).unwrap();
-    std::fs::write(src.join("small"), b"hi").unwrap();
-    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(src.join("d/big"), &big).unwrap();
-    let cfsctl = |args: &[&OsStr]| {
-        let o = run(tool("cfsctl").arg("--repo").arg(&repo).args(args));
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
-    };
-    cfsctl(&["init".as_ref(), "--insecure".as_ref()]);
-    let id = cfsctl(&[
-        "create-image".as_ref(),
-        "--no-propagate-usr-to-root".as_ref(),
-        src.as_os_str(),
-        "myimage".as_ref(),
-    ]);
-    let hex = id.trim().rsplit(':').next().unwrap().to_string();
+    let r = RepoImage::new("myimage");
+    let (repo, mnt, big) = (&r.repo, &r.mnt, &r.big);
+    let cfsctl = |args: &[&OsStr]| String::from_utf8(r.cfsctl(args).stdout).unwrap();
+    let hex = r.id.trim().rsplit(':').next().unwrap().to_string();
     for name in ["myimage", "refs/myimage", hex.as_str()] {
         cfsctl(&["mount".as_ref(), name.as_ref(), mnt.as_os_str()]);
         let _m = Mounted(mnt.clone());
-        assert_eq!(std::fs::read(mnt.join("d/big")).unwrap(), big, "{name}");
+        assert_eq!(&std::fs::read(mnt.join("d/big")).unwrap(), big, "{name}");
         assert_eq!(std::fs::read(mnt.join("small")).unwrap(), b"hi");
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
         let line = mounts
@@ -508,9 +539,9 @@ fn cfsctl_mount_from_insecure_repository() {
     // Only images/: an object that is not an image is refused.
     let o = run(tool("cfsctl")
         .arg("--repo")
-        .arg(&repo)
+        .arg(repo)
         .args(["mount", "no-such-image"])
-        .arg(&mnt));
+        .arg(mnt));
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -519,28 +550,9 @@ fn gc_keeps_mounted_images() {
     if !privileged("gc_keeps_mounted_images") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (src, repo, mnt) = (
-        tmp.path().join("src"),
-        tmp.path().join("repo"),
-        tmp.path().join("mnt"),
-    );
-    std::fs::create_dir_all(src.join("d")).unwrap();
-    std::fs::create_dir(&mnt).unwrap();
-    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-    std::fs::write(src.join("d/big"), &big).unwrap();
-    let cfsctl = |args: &[&OsStr]| {
-        let o = run(tool("cfsctl").arg("--repo").arg(&repo).args(args));
-        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-        o
-    };
-    cfsctl(&["init".as_ref(), "--insecure".as_ref()]);
-    cfsctl(&[
-        "create-image".as_ref(),
-        "--no-propagate-usr-to-root".as_ref(),
-        src.as_os_str(),
-        "live".as_ref(),
-    ]);
+    let r = RepoImage::new("live");
+    let (repo, mnt, big) = (&r.repo, &r.mnt, &r.big);
+    let cfsctl = |args: &[&OsStr]| r.cfsctl(args);
     cfsctl(&["mount".as_ref(), "live".as_ref(), mnt.as_os_str()]);
     let m = Mounted(mnt.clone());
     // The name goes; the mount stays and must keep working.
@@ -556,7 +568,7 @@ fn gc_keeps_mounted_images() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(std::fs::read(mnt.join("d/big")).unwrap(), big);
+    assert_eq!(&std::fs::read(mnt.join("d/big")).unwrap(), big);
     drop(m);
     // Unmounted, it is garbage like any unnamed image.
     let o = cfsctl(&["gc".as_ref()]);

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::oci_support::{
-    Tar, base_tar, cfs, exec, gzip, init_repo, ok, plain, write_blob, write_layout,
+    base_tar, cfs, exec, gzip, init_repo, ok, plain, repeated_layers, write_blob, write_layout,
 };
 use crate::oci_tree::{Ignore, OciMount, assert_trees_equal, tree_from_dir, tree_from_dump};
 use crate::stub_registry::{Reply, StubRegistry};
@@ -68,15 +68,7 @@ fn oci_pull_refuses_fifos_at_once() {
     let digest = format!("sha256:{}", crate::corpus::sha256_hex(&layer.bytes));
     write_layout(&layout, "v1", &[layer]);
     let blob = layout.join("blobs/sha256").join(&digest[7..]);
-    std::fs::remove_file(&blob).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &blob,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    crate::support::replace_with_fifo(&blob);
     let source = format!("oci:{}:v1", layout.display());
     let (out, took) = run_within(&mut pull(&repo, &source, &[]), 60);
     let err = failed("oci pull of a FIFO blob", &out);
@@ -90,15 +82,7 @@ fn oci_pull_refuses_fifos_at_once() {
     assert!(took < Duration::from_secs(30), "{took:?}");
     // index.json as a FIFO: refused when the source is opened.
     let index = layout.join("index.json");
-    std::fs::remove_file(&index).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &index,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    crate::support::replace_with_fifo(&index);
     let (out, _) = run_within(&mut pull(&repo, &source, &[]), 60);
     let err = failed("oci pull of a FIFO index.json", &out);
     assert!(err.contains("index.json: is a FIFO"), "{err}");
@@ -209,23 +193,7 @@ fn oci_pull_repeated_layers() {
     let repo = tmp.path().join("repo");
     init_repo(&repo);
     let layout = tmp.path().join("R");
-    let mut l1 = base_tar();
-    l1.file("etc/a", &[1u8; 200]).file("etc/gone", &[2u8; 300]);
-    let l1 = l1.finish();
-    let mut l2 = base_tar();
-    l2.file("etc/.wh.gone", b"").file("etc/b", b"b");
-    let empty = Tar::default().finish();
-    write_layout(
-        &layout,
-        "v1",
-        &[
-            plain(l1.clone()),
-            plain(empty.clone()),
-            gzip(l2.finish()),
-            plain(empty),
-            plain(l1),
-        ],
-    );
+    write_layout(&layout, "v1", &repeated_layers());
     let source = format!("oci:{}:v1", layout.display());
     let (out, _) = run_within(&mut pull(&repo, &source, &[]), 120);
     ok("oci pull of repeated layers", &out);

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::oci_support::{
-    Blob, Hdr, Tar, base_tar, cfs, exec, gzip, have_tools, init_repo, object_files, ok, plain,
-    write_layout,
+    Blob, Hdr, base_tar, cfs, exec, gzip, have_tools, init_repo, object_files, ok, plain,
+    repeated_layers, write_layout,
 };
 use crate::oci_tree::{Ignore, OciMount, assert_trees_equal, build_test_image, tree_from_dir};
 
@@ -286,20 +286,7 @@ fn oci_interop_repeated_layers() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("R");
-    let mut l1 = base_tar();
-    l1.file("etc/a", &[1u8; 200]).file("etc/gone", &[2u8; 300]);
-    let l1 = l1.finish();
-    let mut l2 = base_tar();
-    l2.file("etc/.wh.gone", b"").file("etc/b", b"b");
-    let empty = Tar::default().finish();
-    let layers = [
-        plain(l1.clone()),
-        plain(empty.clone()),
-        gzip(l2.finish()),
-        plain(empty),
-        plain(l1),
-    ];
-    write_layout(&layout, "v1", &layers);
+    write_layout(&layout, "v1", &repeated_layers());
     let p = check_interop(
         tmp.path(),
         reference,

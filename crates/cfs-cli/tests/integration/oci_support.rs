@@ -602,3 +602,22 @@ pub(crate) fn base_tar() -> Tar {
     t.dir("usr/").dir("etc/");
     t
 }
+
+/// Five layer listings naming three distinct layers: one layer twice (first
+/// and last), an empty layer twice, and one that whites out a file of the
+/// first (as images with repeated `RUN` steps have).
+pub(crate) fn repeated_layers() -> Vec<Blob> {
+    let mut l1 = base_tar();
+    l1.file("etc/a", &[1u8; 200]).file("etc/gone", &[2u8; 300]);
+    let l1 = l1.finish();
+    let mut l2 = base_tar();
+    l2.file("etc/.wh.gone", b"").file("etc/b", b"b");
+    let empty = Tar::default().finish();
+    vec![
+        plain(l1.clone()),
+        plain(empty.clone()),
+        gzip(l2.finish()),
+        plain(empty),
+        plain(l1),
+    ]
+}

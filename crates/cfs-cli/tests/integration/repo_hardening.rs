@@ -87,15 +87,7 @@ fn a_fifo_in_the_repository_is_reported_at_once() {
     let objects = ok(&run(cfsctl(&repo).args(["image-objects", "img"])));
     let hex = objects.lines().next().unwrap().rsplit(':').next().unwrap();
     let path = repo.join("objects").join(&hex[..2]).join(&hex[2..]);
-    std::fs::remove_file(&path).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &path,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
+    crate::support::replace_with_fifo(&path);
     let started = Instant::now();
     let out = run(cfsctl(&repo).arg("fsck"));
     assert!(!out.status.success());

@@ -176,3 +176,9 @@ fn create_tree(fs: &FileSystem, target: &Path) {
 fn mknod(p: &Path, ft: FileType, rdev: u32) {
     rustix::fs::mknodat(CWD, p, ft, Mode::from_raw_mode(0o600), u64::from(rdev)).unwrap();
 }
+
+/// Replaces the file `p` by a FIFO (nobody writes to it).
+pub(crate) fn replace_with_fifo(p: &Path) {
+    std::fs::remove_file(p).unwrap();
+    mknod(p, FileType::Fifo, 0);
+}

@@ -46,7 +46,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -510,7 +510,7 @@ impl Repository {
                 return true;
             }
         };
-        let data = match read_limited(file, MAX_IMAGE_LEN) {
+        let data = match crate::limits::read_bounded(file, MAX_IMAGE_LEN) {
             Ok(data) => data,
             Err(e) => {
                 report.push(Problem::ImageReadFailed {
@@ -728,21 +728,8 @@ impl Repository {
     /// The content of the object `digest` (not verified: the object pass
     /// does that), refusing more than `limit` bytes.
     fn read_object_raw(&self, digest: &Digest, limit: u64) -> io::Result<Vec<u8>> {
-        read_limited(self.objects().open_object(digest)?, limit)
+        crate::limits::read_bounded(self.objects().open_object(digest)?, limit)
     }
-}
-
-/// Reads `file` to its end, refusing more than `limit` bytes.
-fn read_limited(file: File, limit: u64) -> io::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    file.take(limit.saturating_add(1)).read_to_end(&mut data)?;
-    if data.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than the {limit} bytes allowed"),
-        ));
-    }
-    Ok(data)
 }
 
 /// Decompresses the whole chunk stream of `stream` and checks that the

@@ -393,27 +393,19 @@ impl Repository {
     /// `objects/`, `.tmp-link-*` anywhere in the link trees, `.tmp-meta-*`
     /// in the root. Only under the exclusive lock (no writer is running).
     fn remove_stale_temps(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
-        let mut dirs = vec![
-            (".".to_string(), ".tmp-meta-"),
-            (paths::OBJECTS.to_string(), crate::objects::TEMP_PREFIX),
+        // (directory, temporary-name prefix, descend into subdirectories):
+        // each directory is opened and listed once.
+        let mut pending = vec![
+            (".".to_string(), ".tmp-meta-", false),
+            (
+                paths::OBJECTS.to_string(),
+                crate::objects::TEMP_PREFIX,
+                false,
+            ),
+            (paths::IMAGES.to_string(), ".tmp-link-", true),
+            (paths::STREAMS.to_string(), ".tmp-link-", true),
         ];
-        let mut trees = vec![paths::IMAGES.to_string(), paths::STREAMS.to_string()];
-        while let Some(dir) = trees.pop() {
-            let Some(fd) = self.open_subdir(&dir)? else {
-                continue;
-            };
-            for (name, ft) in crate::beneath::read_dir(fd.as_fd())
-                .map_err(|e| RepoError::io(self.display(&dir), e))?
-            {
-                if ft == FileType::Directory
-                    && let Ok(name) = name.into_string()
-                {
-                    trees.push(format!("{dir}/{name}"));
-                }
-            }
-            dirs.push((dir, ".tmp-link-"));
-        }
-        for (dir, prefix) in dirs {
+        while let Some((dir, prefix, descend)) = pending.pop() {
             let Some(fd) = self.open_subdir(&dir)? else {
                 continue;
             };
@@ -423,7 +415,13 @@ impl Repository {
                 let Ok(name) = name.into_string() else {
                     continue;
                 };
-                if !name.starts_with(prefix) || ft == FileType::Directory {
+                if ft == FileType::Directory {
+                    if descend {
+                        pending.push((format!("{dir}/{name}"), prefix, true));
+                    }
+                    continue;
+                }
+                if !name.starts_with(prefix) {
                     continue;
                 }
                 if !dry_run {
@@ -439,6 +437,7 @@ impl Repository {
         }
         Ok(())
     }
+
     /// True if following `link` reaches an existing object that `survives`
     /// the sweep, without passing through a link in `pruned`.
     fn link_target_exists(

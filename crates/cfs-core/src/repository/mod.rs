@@ -582,6 +582,9 @@ fn infer_old_format(dir: &OwnedFd, path: &Path, hint: Option<Algorithm>) -> Resu
     let listing = |fd: std::os::fd::BorrowedFd<'_>, rel: &str| {
         crate::beneath::read_dir(fd).map_err(|e| RepoError::io(path.join(rel), e))
     };
+    // Per algorithm (SHA-256, SHA-512): how many names, and the first
+    // SECURE_PROBES of them (examples, and the files probed for verity).
+    let mut count = [0usize; 2];
     let mut found: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut subdirs: Vec<String> = listing(objects.as_fd(), paths::OBJECTS)?
         .into_iter()
@@ -605,8 +608,13 @@ fn infer_old_format(dir: &OwnedFd, path: &Path, hint: Option<Algorithm>) -> Resu
                 continue;
             }
             match name.len() {
-                62 => found[0].push(format!("{rel}/{name}")),
-                126 => found[1].push(format!("{rel}/{name}")),
+                62 | 126 => {
+                    let i = usize::from(name.len() == 126);
+                    count[i] += 1;
+                    if found[i].len() < SECURE_PROBES {
+                        found[i].push(format!("{rel}/{name}"));
+                    }
+                }
                 _ => {}
             }
         }
@@ -618,7 +626,7 @@ fn infer_old_format(dir: &OwnedFd, path: &Path, hint: Option<Algorithm>) -> Resu
                 path: path.join(paths::META_JSON),
                 message: format!(
                     "missing, and {alg} was requested, but all {} objects are named like {} digests (e.g. {})",
-                    found[1 - index(alg)].len(),
+                    count[1 - index(alg)],
                     if index(alg) == 0 {
                         "SHA-512"
                     } else {
@@ -637,17 +645,14 @@ fn infer_old_format(dir: &OwnedFd, path: &Path, hint: Option<Algorithm>) -> Resu
                 path: path.join(paths::META_JSON),
                 message: format!(
                     "missing, and the objects do not tell the digest algorithm: {} are named like SHA-256 digests and {} like SHA-512 digests (e.g. {} and {}); name the algorithm with --hash to add meta.json",
-                    found[0].len(),
-                    found[1].len(),
-                    found[0][0],
-                    found[1][0]
+                    count[0], count[1], found[0][0], found[1][0]
                 ),
             });
         }
     };
     let names = &found[index(alg)];
     let mut secure = !names.is_empty();
-    for rel in names.iter().take(SECURE_PROBES) {
+    for rel in names {
         if !probe_secure(dir, path, rel)? {
             secure = false;
             break;

@@ -83,10 +83,10 @@ fn open_archive(path: &Path) -> Result<File, SourceError> {
     let limit = local_file::MAX_SPOOLED_ARCHIVE;
     let copied = match compression {
         Compression::Gzip => {
-            local_file::copy_bounded(flate2::read::MultiGzDecoder::new(file), &mut out, limit)
+            cfs_core::limits::copy_bounded(flate2::read::MultiGzDecoder::new(file), &mut out, limit)
         }
         Compression::Zstd => zstd::stream::read::Decoder::new(file)
-            .and_then(|d| local_file::copy_bounded(d, &mut out, limit)),
+            .and_then(|d| cfs_core::limits::copy_bounded(d, &mut out, limit)),
         Compression::None => unreachable!("handled above"),
     };
     copied.map_err(|e| err("decompressing", e))?;

@@ -308,14 +308,7 @@ fn archive_from_a_pipe_is_streamed() {
     let (tar, manifest, _) = oci_layout_tar();
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("archive.fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    crate::source::local_file::mkfifo(&fifo);
     // No writer: an error at once, not a wait.
     let path = fifo.clone();
     let err = within(10, move || {

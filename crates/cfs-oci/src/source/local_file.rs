@@ -34,19 +34,6 @@ use rustix::io::Errno;
 /// pipe stops there instead of filling the disk.
 pub(crate) const MAX_SPOOLED_ARCHIVE: u64 = 256 << 30;
 
-/// Copies all of `src` to `out`, refusing more than `limit` bytes (at most
-/// `limit + 1` are read); returns the count.
-pub(crate) fn copy_bounded(src: impl Read, out: &mut File, limit: u64) -> io::Result<u64> {
-    let n = io::copy(&mut src.take(limit.saturating_add(1)), out)?;
-    if n > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("more than {limit} bytes (the limit for a spooled archive)"),
-        ));
-    }
-    Ok(n)
-}
-
 /// Largest credentials file read (1 MiB).
 pub(crate) const MAX_SMALL_FILE: u64 = 1 << 20;
 
@@ -151,8 +138,9 @@ pub(crate) fn open_archive_file(path: &Path) -> io::Result<File> {
             rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(|e| errno(path, e))?;
             let mut out = tempfile::tempfile()
                 .map_err(|e| other(path, format_args!("creating a temporary file: {e}")))?;
-            let copied = copy_bounded(File::from(fd), &mut out, MAX_SPOOLED_ARCHIVE)
-                .map_err(|e| other(path, format_args!("reading the pipe: {e}")))?;
+            let copied =
+                cfs_core::limits::copy_bounded(File::from(fd), &mut out, MAX_SPOOLED_ARCHIVE)
+                    .map_err(|e| other(path, format_args!("reading the pipe: {e}")))?;
             if copied == 0 {
                 return Err(other(
                     path,
@@ -190,6 +178,19 @@ pub(crate) fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Creates a FIFO at `path` (for the tests of the sources).
+#[cfg(test)]
+pub(crate) fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;
@@ -197,25 +198,17 @@ mod tests {
     #[test]
     fn spooling_stops_at_the_limit() {
         let mut out = tempfile::tempfile().unwrap();
-        let e = super::copy_bounded(std::io::repeat(0), &mut out, 1 << 20).unwrap_err();
+        let e = cfs_core::limits::copy_bounded(std::io::repeat(0), &mut out, 1 << 20).unwrap_err();
         assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
         let mut out = tempfile::tempfile().unwrap();
-        assert_eq!(super::copy_bounded(&[1u8; 7][..], &mut out, 7).unwrap(), 7);
+        assert_eq!(
+            cfs_core::limits::copy_bounded(&[1u8; 7][..], &mut out, 7).unwrap(),
+            7
+        );
     }
     use std::os::unix::net::UnixListener;
 
     use super::*;
-
-    fn mkfifo(path: &Path) {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            path,
-            FileType::Fifo,
-            Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
-    }
 
     #[test]
     fn beneath_accepts_regular_files_and_inner_symlinks() {

@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rustix::fs::{FileType, Mode};
-
 use super::*;
 use crate::source::{OCI_INDEX, OCI_MANIFEST, open_source};
 
@@ -21,14 +19,7 @@ fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) 
 
 fn mkfifo(path: &Path) {
     std::fs::remove_file(path).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        path,
-        FileType::Fifo,
-        Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    crate::source::local_file::mkfifo(path);
 }
 
 /// A layout with one image (tag `v1`, one layer blob); returns the paths
