@@ -58,7 +58,7 @@ pub(crate) struct GlobalOpts {
     ///
     /// Overrides the repository's configured format for this invocation
     /// (meta.json is not changed); for init, the default format of the new
-    /// repository. cfs writes formats 0 and 1 only.
+    /// repository: 0 and 1 (C mkcomposefs layout) or 2 (composefs-rs V2).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
     pub(crate) erofs_version: Option<u32>,
     /// Fail unless the repository has fs-verity (is not insecure).

@@ -87,8 +87,13 @@ pub fn read_directory_tree(
 }
 
 /// The bytes of the EROFS image of `fs` in composefs-rs format `version`
-/// (0 or 1; V2 is read but not written by cfs).
+/// (0 and 1: C `mkcomposefs`'s layout; 2: composefs-rs's V2).
 pub fn image_bytes(fs: &FileSystem, version: u32) -> Result<Vec<u8>> {
+    if version == 2 {
+        let mut data = Vec::new();
+        crate::erofs::writer::write_image_v2(fs, &mut data)?;
+        return Ok(data);
+    }
     let opts = match version {
         0 => WriteOptions {
             min_version: 0,
@@ -142,7 +147,7 @@ impl Repository {
             Some(v) => vec![v],
             None => self.erofs_versions(),
         };
-        if let Some(&v) = versions.iter().find(|&&v| v > 1) {
+        if let Some(&v) = versions.iter().find(|&&v| v > 2) {
             return Err(RepoError::UnsupportedErofsFormat {
                 path: self.path().to_path_buf(),
                 version: v,

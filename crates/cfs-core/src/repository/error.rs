@@ -146,7 +146,7 @@ pub enum RepoError {
         found: Box<Digest>,
     },
     /// The repository's EROFS format cannot be written by cfs.
-    #[error("{}: repository is configured for EROFS format V{version}, which cfs cannot write (only V0 and V1)", path.display())]
+    #[error("{}: repository is configured for EROFS format V{version}, which cfs cannot write (only V0, V1 and V2)", path.display())]
     UnsupportedErofsFormat {
         /// The repository path.
         path: PathBuf,

@@ -65,7 +65,7 @@ fn with_hint(e: RepoError) -> anyhow::Error {
 /// prints `<alg>:<hex>`.
 pub(crate) fn create_image(global: &GlobalOpts, args: &CreateImageArgs) -> Result<()> {
     let repo = open_repo(global)?;
-    if let Some(version) = global.erofs_version.filter(|&v| v > 1) {
+    if let Some(version) = global.erofs_version.filter(|&v| v > 2) {
         return Err(unsupported_version(version));
     }
     let opts = dir_options(global, &args.tree);
@@ -86,7 +86,7 @@ pub(crate) fn create_image(global: &GlobalOpts, args: &CreateImageArgs) -> Resul
 pub(crate) fn compute_id(global: &GlobalOpts, args: &TreeArgs) -> Result<()> {
     let algorithm = tree_algorithm(global)?;
     let version = global.erofs_version.unwrap_or(1);
-    if version > 1 {
+    if version > 2 {
         return Err(unsupported_version(version));
     }
     let fs = read_tree(global, &args.tree, &args.path, algorithm)?;
@@ -146,5 +146,5 @@ pub(crate) fn directory_counts_as_reference(fs: &mut FileSystem) {
 }
 
 fn unsupported_version(version: u32) -> anyhow::Error {
-    anyhow!("--erofs-version {version}: cfs cannot write EROFS format V{version} (only V0 and V1)")
+    anyhow!("--erofs-version {version}: cfs writes EROFS formats 0, 1 and 2 only")
 }

@@ -55,6 +55,9 @@ mod rewrite;
 mod xattrs;
 mod xref;
 
+pub mod v2;
+pub use v2::write_image_v2;
+
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -209,6 +212,21 @@ pub enum WriteError {
         path: String,
         /// The limit.
         limit: usize,
+    },
+    /// A hard-linked whiteout, which no V2 reader can represent.
+    #[error("{path}: a whiteout (character device 0:0) cannot be hard-linked")]
+    HardlinkedWhiteout {
+        /// Path of the whiteout.
+        path: String,
+    },
+    /// An inline tail (V2: inline content, symlink target, directory tail)
+    /// that does not fit in one block together with its inode and xattrs.
+    #[error("{path}: {len} bytes of inline data do not fit in one 4096-byte block with the inode")]
+    TailTooLarge {
+        /// Path of the inode.
+        path: String,
+        /// Tail length.
+        len: usize,
     },
     /// The image would exceed the 2^32-block limit of EROFS.
     #[error("image too large: {blocks} blocks of 4096 bytes exceed the EROFS limit of 2^32")]
