@@ -4,6 +4,8 @@
 //! - [`bls`]: Boot Loader Specification Type 1 entries.
 //! - [`os_release`]: os-release(5), and the entry names bootc derives from it.
 //! - [`uki`]: the sections of a Unified Kernel Image (bounded PE/COFF reader).
+//! - [`selinux`]: `security.selinux` labels from the image's own policy
+//!   (file contexts), as composefs-rs computes them.
 //!
 //! Deployments, boot entries on disk, and root setup in the initramfs
 //! build on these (later).
@@ -11,4 +13,5 @@
 pub mod bls;
 pub mod cmdline;
 pub mod os_release;
+pub mod selinux;
 pub mod uki;
