@@ -16,12 +16,12 @@
 #                     (Debian's kernel only activates SELinux with `security=selinux` on the
 #                     command line: AppArmor is its default major LSM.)
 #            bls      plain's layer + a second layer with a Boot Loader Spec Type 1 entry
-#                     /boot/loader/entries/debian-<kver>.conf naming /debian/<kver>/vmlinuz
-#                     and /debian/<kver>/initramfs.img; the files are at /boot/debian/<kver>/.
-#                     BLS paths are relative to the root of the partition holding the entry
-#                     ($BOOT, which is /boot inside the image). Note: composefs-rs
-#                     (Type1Entry::load) resolves them from the image root instead, so it would
-#                     look for /debian/<kver>/vmlinuz. CMDLINE, if given, is the entry's
+#                     /boot/loader/entries/debian-<kver>.conf naming /boot/debian/<kver>/vmlinuz
+#                     and /boot/debian/<kver>/initramfs.img, where the files are. On a boot
+#                     partition BLS paths are relative to its root, but an entry inside an
+#                     image is a template that composefs-rs (Type1Entry::load) resolves from
+#                     the image root, so the paths name /boot (cfs also accepts paths
+#                     relative to /boot; composefs-rs refuses them). CMDLINE, if given, is the entry's
 #                     `options` (default: "root=LABEL=root ro console=ttyS0").
 #            uki      plain's layer + a second layer with a UKI /boot/EFI/Linux/debian-<kver>.efi
 #                     made with objcopy from the image's own systemd stub (.osrel, .cmdline =
@@ -367,7 +367,7 @@ add_bls() { # BASE_ROOTFS STAGE KVER
     cp "$base/boot/initrd.img-$kver" "$stage/boot/debian/$kver/initramfs.img"
     # shellcheck disable=SC1091 # the image's os-release (ours: plain shell assignments)
     title=$(. "$base/usr/lib/os-release" && echo "${PRETTY_NAME:-Debian}")
-    printf 'title %s\nversion %s\nlinux /debian/%s/vmlinuz\ninitrd /debian/%s/initramfs.img\noptions %s\n' \
+    printf 'title %s\nversion %s\nlinux /boot/debian/%s/vmlinuz\ninitrd /boot/debian/%s/initramfs.img\noptions %s\n' \
         "$title" "$kver" "$kver" "$kver" "$cmdline" >"$stage/boot/loader/entries/debian-$kver.conf"
     chmod 0644 "$stage/boot/debian/$kver/vmlinuz" "$stage/boot/debian/$kver/initramfs.img" \
         "$stage/boot/loader/entries/debian-$kver.conf"

@@ -129,6 +129,12 @@ pub(crate) enum Command {
     ComputeId(TreeArgs),
     /// Print the dumpfile of a directory tree, storing nothing.
     CreateDumpfile(TreeArgs),
+    /// Print the kernel argument naming the boot image of a directory tree.
+    ///
+    /// The boot transform is applied (/boot and /sysroot emptied, SELinux
+    /// labels from the tree's own policy). --erofs-version 0/1 (default 1)
+    /// gives `composefs.digest=v1-<hash>-12:<hex>`, 2 gives `composefs=<hex>`.
+    ComputeKarg(KargArgs),
     /// List the objects an image references.
     ImageObjects {
         /// Image name, refs/NAME, or hex digest.
@@ -148,6 +154,8 @@ pub(crate) enum Command {
     /// OCI container images: pull, list, inspect, mount, ….
     #[command(subcommand)]
     Oci(OciCommand),
+    /// Migrate the repository: add EROFS formats (see --add-erofs).
+    Upgrade(UpgradeArgs),
 }
 
 /// `oci` subcommands.
@@ -244,6 +252,28 @@ pub(crate) struct OciPullArgs {
     /// Do not tag the image.
     #[arg(long, conflicts_with = "tag")]
     pub(crate) no_tag: bool,
+    /// Also build the boot image (boot transform: /boot and /sysroot
+    /// emptied, SELinux labels from the image's policy) in every format the
+    /// repository generates; a sealed UKI in the image must name it.
+    #[arg(long)]
+    pub(crate) bootable: bool,
+    /// Find the xattr mode and EROFS format whose boot image has this digest
+    /// (hex, e.g. from a sealed UKI built by another tool) and store it.
+    #[arg(long, value_name = "HEX", requires = "bootable")]
+    pub(crate) expected_digest: Option<String>,
+}
+
+/// `compute-karg` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct KargArgs {
+    /// The root directory of the OS tree.
+    pub(crate) path: PathBuf,
+    /// Keep the tree as it is (no OCI normalisation of the root).
+    #[arg(long)]
+    pub(crate) no_propagate_usr_to_root: bool,
+    /// Write `?` (fs-verity optional at boot).
+    #[arg(long)]
+    pub(crate) insecure: bool,
 }
 
 /// `oci dump` / `oci compute-id` arguments.
@@ -254,6 +284,9 @@ pub(crate) struct OciTreeArgs {
     /// Which extended attributes to keep: allowlist-only or keep-user-xattrs.
     #[arg(long, value_name = "MODE", default_value = "allowlist-only", value_parser = parse_xattr_filter)]
     pub(crate) xattrs: XattrFilter,
+    /// Apply the boot transform (the tree of the image's boot image).
+    #[arg(long)]
+    pub(crate) bootable: bool,
 }
 
 /// `oci mount` arguments.
@@ -325,8 +358,43 @@ pub(crate) struct InitArgs {
     /// Default EROFS format of the repository's images.
     ///
     /// Defaults to the global --erofs-version, else 1.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2), conflicts_with = "erofs")]
     pub(crate) erofs_version: Option<u32>,
+    /// EROFS formats generated for every image, the default first: e.g.
+    /// `v1`, `v2` or `v1,v2` (both; a V1 default keeps the `v1_erofs` flag).
+    #[arg(long, value_name = "LIST", value_parser = parse_erofs_list)]
+    pub(crate) erofs: Option<ErofsList>,
+}
+
+/// A list of EROFS formats, the first being the default.
+#[derive(Debug, Clone)]
+pub(crate) struct ErofsList(pub(crate) Vec<u32>);
+
+/// `v1,v2` / `1,2` → [1, 2].
+pub(crate) fn parse_erofs_list(text: &str) -> Result<ErofsList, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let p = part.trim();
+        let n = p.strip_prefix(['v', 'V']).unwrap_or(p);
+        match n.parse::<u32>() {
+            Ok(v) if v <= 2 => {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+            _ => return Err(format!("{p:?}: expected an EROFS format v0, v1 or v2")),
+        }
+    }
+    Ok(ErofsList(out))
+}
+
+/// `upgrade` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct UpgradeArgs {
+    /// Also generate these EROFS formats (e.g. `v2` or `v1,v2`) from now on,
+    /// and build them for every tagged OCI image (plain and boot images).
+    #[arg(long, value_name = "LIST", value_parser = parse_erofs_list)]
+    pub(crate) add_erofs: Option<ErofsList>,
 }
 
 /// How a directory tree is read (create-image, compute-id, create-dumpfile).

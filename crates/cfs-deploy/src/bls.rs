@@ -63,6 +63,14 @@ pub enum BlsError {
 impl Entry {
     /// Parses and validates an entry (see the module docs).
     pub fn parse(text: &str) -> Result<Entry, BlsError> {
+        let entry = Self::parse_unchecked(text)?;
+        entry.validate()?;
+        Ok(entry)
+    }
+
+    /// Parses an entry without [`Entry::validate`] (entries found in images
+    /// are templates: bootc and composefs-rs accept any).
+    pub fn parse_unchecked(text: &str) -> Result<Entry, BlsError> {
         if text.len() > MAX_ENTRY_LEN {
             return Err(BlsError::TooLarge);
         }
@@ -81,9 +89,7 @@ impl Entry {
                 value: value.to_owned(),
             });
         }
-        let entry = Entry { lines };
-        entry.validate()?;
-        Ok(entry)
+        Ok(Entry { lines })
     }
 
     /// Checks the rules of the module docs.

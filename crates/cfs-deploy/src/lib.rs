@@ -2,6 +2,8 @@
 //!
 //! - [`cmdline`]: the `composefs=` / `composefs.digest=` kernel arguments.
 //! - [`bls`]: Boot Loader Specification Type 1 entries.
+//! - [`boot_image`]: the boot transform, boot resources, sealed UKIs, boot
+//!   images of OCI images.
 //! - [`os_release`]: os-release(5), and the entry names bootc derives from it.
 //! - [`uki`]: the sections of a Unified Kernel Image (bounded PE/COFF reader).
 //! - [`selinux`]: `security.selinux` labels from the image's own policy
@@ -11,6 +13,7 @@
 //! build on these (later).
 
 pub mod bls;
+pub mod boot_image;
 pub mod cmdline;
 pub mod os_release;
 pub mod selinux;

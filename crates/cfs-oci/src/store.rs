@@ -121,13 +121,97 @@ pub fn manifest_stream_id(digest: &str) -> String {
     format!("oci-manifest-{digest}")
 }
 
-/// The named ref of the EROFS image of `version` in a config stream.
+/// Named ref of the V2 boot image (default xattr mode) in a config stream.
+pub const BOOT_REF_V2: &str = "composefs.image.boot";
+/// Named ref of the V1 boot image (default xattr mode) in a config stream.
+pub const BOOT_REF_V1: &str = "composefs.image.boot.v1";
+
+/// The named ref of the EROFS image of `version` in a config stream
+/// (V0 and V1 share the C layout and the `.v1` name, as in composefs-rs).
 pub fn image_ref_name(version: u32) -> &'static str {
-    if version == 1 {
-        IMAGE_REF_V1
-    } else {
+    if version == 2 {
         IMAGE_REF_V2
+    } else {
+        IMAGE_REF_V1
     }
+}
+
+/// The named ref of the boot image of `version` built with xattr mode
+/// `filter`: `composefs.image.boot[.v1]`, plus `.xattrs=<mode>` for a mode
+/// other than the default.
+pub fn boot_ref_name(version: u32, filter: XattrFilter) -> String {
+    let base = if version == 2 {
+        BOOT_REF_V2
+    } else {
+        BOOT_REF_V1
+    };
+    match filter {
+        XattrFilter::AllowlistOnly => base.to_owned(),
+        other => format!("{base}.xattrs={}", other.as_str()),
+    }
+}
+
+/// Order of a config stream's named refs: layers (in `diff_ids` order),
+/// `composefs.image`, `composefs.image.v1`, then the rest by name.
+fn config_ref_order(diff_ids: &[String], name: &str) -> (usize, usize) {
+    if let Some(i) = diff_ids.iter().position(|d| d == name) {
+        (0, i)
+    } else if name == IMAGE_REF_V2 {
+        (1, 0)
+    } else if name == IMAGE_REF_V1 {
+        (2, 0)
+    } else {
+        (3, 0)
+    }
+}
+
+/// Rewrites the config stream of `img` with `add` merged into its named
+/// refs (replacing refs of the same name), then its manifest stream, whose
+/// `config:` ref changes with it; tags follow (they name the stream).
+/// Returns the image as now stored.
+pub fn link_config_refs(
+    repo: &Repository,
+    img: &OciImage,
+    add: &[(String, Digest)],
+) -> Result<OciImage> {
+    let diff_ids: Vec<String> = img.layers()?.into_iter().map(|(d, _)| d).collect();
+    let mut refs: Vec<(String, Digest)> = img
+        .config_stream
+        .named
+        .iter()
+        .filter(|(n, _)| !add.iter().any(|(a, _)| a == n))
+        .cloned()
+        .collect();
+    refs.extend(add.iter().cloned());
+    refs.sort_by(|(a, _), (b, _)| {
+        config_ref_order(&diff_ids, a)
+            .cmp(&config_ref_order(&diff_ids, b))
+            .then_with(|| a.cmp(b))
+    });
+    let config_object = write_blob_stream(
+        repo,
+        &config_stream_id(&img.config_digest),
+        ContentType::OCI_CONFIG,
+        &img.config_stream.bytes,
+        &refs,
+        None,
+    )?;
+    let mut manifest_refs = vec![(format!("config:{}", img.config_digest), config_object)];
+    let mut named = std::collections::HashSet::new();
+    for (diff_id, layer) in img.layers()? {
+        if named.insert(diff_id.clone()) {
+            manifest_refs.push((diff_id, layer));
+        }
+    }
+    write_blob_stream(
+        repo,
+        &manifest_stream_id(&img.manifest_digest),
+        ContentType::OCI_MANIFEST,
+        &img.manifest_stream.bytes,
+        &manifest_refs,
+        None,
+    )?;
+    OciImage::open_manifest(repo, &img.manifest_digest)
 }
 
 /// Encodes a tag for use as a file name: `%` → `%25`, then `/` → `%2F`.
@@ -407,6 +491,12 @@ impl OciImage {
     /// The EROFS image of `version` linked from the config, if any.
     pub fn linked_image(&self, version: u32) -> Option<&Digest> {
         self.config_stream.named_ref(image_ref_name(version))
+    }
+
+    /// The boot image of `version` built with xattr mode `filter`, if any.
+    pub fn boot_image(&self, version: u32, filter: XattrFilter) -> Option<&Digest> {
+        self.config_stream
+            .named_ref(&boot_ref_name(version, filter))
     }
 
     /// Merges the layers into the composefs tree (nothing is stored).

@@ -4,11 +4,13 @@
 #[path = "../../../../tests/fixtures/corpus.rs"]
 mod corpus;
 
+mod boot_interop;
 mod cli;
 mod compat;
 mod crash;
 mod crash_gc;
 mod crash_oci;
+mod debian_os;
 mod mount;
 mod mount_overlay;
 mod oci;

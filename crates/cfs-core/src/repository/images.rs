@@ -141,7 +141,7 @@ impl Repository {
 
     /// Stores image bytes as an object, syncs (the barrier for the objects
     /// the image references), and links `images/<hex>`.
-    pub(super) fn commit_image_object(&self, data: &[u8]) -> Result<Digest> {
+    pub fn commit_image_object(&self, data: &[u8]) -> Result<Digest> {
         let (digest, _) = self.ensure_object_bytes(data)?;
         self.sync()?;
         self.set_link(&image_path(&digest), &paths::object_path(&digest))?;

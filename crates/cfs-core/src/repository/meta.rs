@@ -159,6 +159,19 @@ impl Meta {
         }
     }
 
+    /// Adds `extra` formats (`erofs_formats.extra`), without the default or
+    /// duplicates.
+    pub fn with_extra(mut self, extra: &[u32]) -> Self {
+        if let Some(f) = &mut self.erofs_formats {
+            for &v in extra {
+                if v != f.default && !f.extra.contains(&v) {
+                    f.extra.push(v);
+                }
+            }
+        }
+        self
+    }
+
     /// The `meta.json` written when an old repository (no `meta.json`) is
     /// upgraded. composefs-rs 0.9 writes its default configuration, EROFS V1
     /// with the `v1_erofs` flag (its documentation says V2; the observed

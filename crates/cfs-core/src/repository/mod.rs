@@ -100,6 +100,8 @@ pub struct InitOptions {
     pub insecure: bool,
     /// The EROFS format of generated images (default 1).
     pub erofs_version: u32,
+    /// Further formats generated beside it (`erofs_formats.extra`).
+    pub erofs_extra: Vec<u32>,
 }
 
 impl Default for InitOptions {
@@ -108,6 +110,7 @@ impl Default for InitOptions {
             algorithm: Algorithm::Sha512,
             insecure: false,
             erofs_version: 1,
+            erofs_extra: Vec::new(),
         }
     }
 }
@@ -138,13 +141,13 @@ impl Repository {
     /// created with its parents if missing). An existing repository with the
     /// same configuration is fine; a different one is an error.
     pub fn init(path: &Path, opts: &InitOptions) -> Result<(Repository, Initialized)> {
-        if opts.erofs_version > 2 {
+        if let Some(v) = std::iter::once(&opts.erofs_version)
+            .chain(&opts.erofs_extra)
+            .find(|&&v| v > 2)
+        {
             return Err(RepoError::Meta {
                 path: path.join(paths::META_JSON),
-                message: format!(
-                    "unknown EROFS format {} (expected 0, 1 or 2)",
-                    opts.erofs_version
-                ),
+                message: format!("unknown EROFS format {v} (expected 0, 1 or 2)"),
             });
         }
         // A failed init leaves nothing behind: what it creates (the
@@ -161,7 +164,7 @@ impl Repository {
     fn init_in(path: &Path, opts: &InitOptions) -> Result<(Repository, Initialized)> {
         let dir = open_dir(path)?;
         lock::lock_shared(dir.as_fd()).map_err(|e| RepoError::io(path, e))?;
-        let wanted = Meta::new(opts.algorithm, opts.erofs_version);
+        let wanted = Meta::new(opts.algorithm, opts.erofs_version).with_extra(&opts.erofs_extra);
         if let Some(existing) = read_meta(&dir, path)? {
             let secure = probe_secure(&dir, path, paths::META_JSON)?;
             let same = existing.algorithm() == opts.algorithm
@@ -196,7 +199,7 @@ impl Repository {
             ));
         }
         mkdir_at(&dir, path, paths::OBJECTS)?;
-        write_meta(&dir, path, &wanted, !opts.insecure)?;
+        write_meta(&dir, path, &wanted, !opts.insecure, false)?;
         drop(dir);
         Ok((
             Repository::open(path, &OpenOptions::default())?,
@@ -257,7 +260,7 @@ impl Repository {
                         "repository has no meta.json and upgrading was not allowed".into()
                     });
                 } else if read_only.is_none() {
-                    write_meta(&dir, path, &meta, secure)?;
+                    write_meta(&dir, path, &meta, secure, false)?;
                 }
                 (meta, secure)
             }
@@ -339,6 +342,41 @@ impl Repository {
     /// The EROFS formats generated on commit, the default first.
     pub fn erofs_versions(&self) -> Vec<u32> {
         self.meta.erofs_versions()
+    }
+
+    /// Adds `formats` to the formats generated on commit (`erofs_formats.extra`;
+    /// the default stays) by replacing `meta.json` atomically; returns the
+    /// formats that were not generated before. Existing images are not
+    /// touched: callers build the new formats of what they keep (see
+    /// `cfsctl upgrade`).
+    pub fn add_erofs_formats(&mut self, formats: &[u32]) -> Result<Vec<u32>> {
+        self.check_writable()?;
+        if let Some(v) = formats.iter().find(|&&v| v > 2) {
+            return Err(RepoError::Meta {
+                path: self.path.join(paths::META_JSON),
+                message: format!("unknown EROFS format {v} (expected 0, 1 or 2)"),
+            });
+        }
+        let before = self.erofs_versions();
+        let added: Vec<u32> = formats
+            .iter()
+            .copied()
+            .filter(|v| !before.contains(v))
+            .fold(Vec::new(), |mut acc, v| {
+                if !acc.contains(&v) {
+                    acc.push(v);
+                }
+                acc
+            });
+        if added.is_empty() {
+            return Ok(added);
+        }
+        let mut extra = before[1..].to_vec();
+        extra.extend(&added);
+        let meta = Meta::new(self.algorithm, before[0]).with_extra(&extra);
+        write_meta(&self.dir, &self.path, &meta, self.secure, true)?;
+        self.meta = meta;
+        Ok(added)
     }
 
     /// The object directory.
@@ -663,16 +701,22 @@ fn infer_old_format(dir: &OwnedFd, path: &Path, hint: Option<Algorithm>) -> Resu
 
 /// Writes `meta.json` atomically: O_TMPFILE (or an exclusive named file),
 /// fsync, fs-verity if `secure`, link into place.
-fn write_meta(dir: &OwnedFd, path: &Path, meta: &Meta, secure: bool) -> Result<()> {
+/// Writes `meta.json` atomically (fs-verity enabled before it is visible
+/// when `secure`); `replace` swaps it for an existing one with a rename.
+fn write_meta(dir: &OwnedFd, path: &Path, meta: &Meta, secure: bool, replace: bool) -> Result<()> {
     let meta_path = path.join(paths::META_JSON);
     let io_err = |e: io::Error| RepoError::io(&meta_path, e);
     let text = meta.to_json();
-    let tmp = rustix::fs::openat(
-        dir,
-        ".",
-        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    );
+    let tmp = if replace {
+        Err(Errno::OPNOTSUPP)
+    } else {
+        rustix::fs::openat(
+            dir,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+    };
     let (file, named) = match tmp {
         Ok(fd) => (File::from(fd), None),
         Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
@@ -736,7 +780,11 @@ fn write_meta(dir: &OwnedFd, path: &Path, meta: &Meta, secure: bool) -> Result<(
                     n.as_str(),
                     dir,
                     paths::META_JSON,
-                    rustix::fs::RenameFlags::NOREPLACE,
+                    if replace {
+                        rustix::fs::RenameFlags::empty()
+                    } else {
+                        rustix::fs::RenameFlags::NOREPLACE
+                    },
                 )
                 .map_err(|e| io_err(e.into()))?;
             }

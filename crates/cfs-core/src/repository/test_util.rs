@@ -17,6 +17,7 @@ pub(super) fn init(path: &Path, alg: Algorithm) -> Repository {
         algorithm: alg,
         insecure: true,
         erofs_version: 1,
+        erofs_extra: Vec::new(),
     };
     Repository::init(path, &opts).unwrap().0
 }

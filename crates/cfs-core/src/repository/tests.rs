@@ -8,6 +8,7 @@ fn init(dir: &Path, alg: Algorithm) -> Repository {
         algorithm: alg,
         insecure: true,
         erofs_version: 1,
+        erofs_extra: Vec::new(),
     };
     Repository::init(dir, &opts).unwrap().0
 }
@@ -49,11 +50,59 @@ fn init_writes_meta_and_reopens() {
             algorithm: Algorithm::Sha256,
             insecure: true,
             erofs_version: 1,
+            erofs_extra: Vec::new(),
         },
     )
     .unwrap_err();
     assert!(matches!(err, RepoError::ConfigMismatch { .. }), "{err}");
     assert!(err.to_string().contains("fsverity-sha256-12"), "{err}");
+}
+
+#[test]
+fn dual_formats_at_init_and_added_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let dual = dir.path().join("dual");
+    let (repo, _) = Repository::init(
+        &dual,
+        &InitOptions {
+            insecure: true,
+            erofs_extra: vec![2, 1, 2],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(repo.erofs_versions(), vec![1, 2]);
+    let text = std::fs::read_to_string(dual.join("meta.json")).unwrap();
+    assert!(text.contains("\"v1_erofs\""), "{text}");
+    assert!(text.contains("\"extra\": [\n      2\n    ]"), "{text}");
+
+    // A V2 repository gains V1: V2 stays the default, no v1_erofs flag.
+    let v2 = dir.path().join("v2");
+    Repository::init(
+        &v2,
+        &InitOptions {
+            insecure: true,
+            erofs_version: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut repo = Repository::open(&v2, &OpenOptions::default()).unwrap();
+    assert_eq!(repo.add_erofs_formats(&[1, 2]).unwrap(), vec![1]);
+    assert_eq!(repo.add_erofs_formats(&[1]).unwrap(), Vec::<u32>::new());
+    assert!(repo.add_erofs_formats(&[3]).is_err());
+    let reopened = Repository::open(&v2, &OpenOptions::default()).unwrap();
+    assert_eq!(reopened.erofs_versions(), vec![2, 1]);
+    let text = std::fs::read_to_string(v2.join("meta.json")).unwrap();
+    assert!(!text.contains("v1_erofs"), "{text}");
+    assert!(
+        std::fs::read_dir(&v2).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".tmp")),
+        "no temporary file left"
+    );
 }
 
 #[test]

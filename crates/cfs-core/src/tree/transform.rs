@@ -36,6 +36,17 @@ impl XattrFilter {
         }
     }
 
+    /// The command-line spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XattrFilter::AllowlistOnly => "allowlist-only",
+            XattrFilter::KeepUserXattrs => "keep-user-xattrs",
+        }
+    }
+
+    /// Every mode, the default first (the order recovery searches them).
+    pub const ALL: [XattrFilter; 2] = [XattrFilter::AllowlistOnly, XattrFilter::KeepUserXattrs];
+
     /// True if the xattr `name` is kept.
     pub fn keeps(self, name: &[u8]) -> bool {
         name == b"security.capability"
@@ -111,7 +122,7 @@ fn reachable(fs: &FileSystem) -> Vec<InodeId> {
 
 /// Sets each non-directory's link count to its number of names and makes the
 /// first remaining name of every hard-linked inode its primary one.
-fn recount_links(fs: &mut FileSystem) {
+pub fn recount_links(fs: &mut FileSystem) {
     let mut names: HashMap<InodeId, u32> = HashMap::new();
     for id in reachable(fs) {
         if let Some(d) = fs.directory(id) {

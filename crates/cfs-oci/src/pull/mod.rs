@@ -40,8 +40,8 @@ use crate::layer::{LayerError, LayerOptions, import_layer};
 use crate::merge::build_tree_from_streams;
 use crate::source::{ImageSource, Platform, SourceError};
 use crate::store::{
-    self, MAX_JSON_SIZE, OciImage, StoreError, config_stream_id, image_ref_name, is_image_config,
-    is_sha256_digest, layer_stream_id, manifest_stream_id, sha256_digest, tag_ref,
+    self, IMAGE_REF_V2, MAX_JSON_SIZE, OciImage, StoreError, config_stream_id, image_ref_name,
+    is_image_config, is_sha256_digest, layer_stream_id, manifest_stream_id, sha256_digest, tag_ref,
 };
 
 /// Size of the pieces passed from the decompressing thread to the splitter.
@@ -276,14 +276,19 @@ pub fn pull(
         .cloned()
         .collect();
     let mut config_refs = layer_refs.clone();
+    let mut image_refs = Vec::new();
     for v in repo.erofs_versions() {
         let digest = repo
             .write_image_versions(&fs, None, &[v])
             .map_err(StoreError::from)?;
-        config_refs.push((image_ref_name(v).to_owned(), digest));
+        image_refs.push((image_ref_name(v).to_owned(), digest));
         report.images.push((v, digest));
     }
     drop(fs);
+    // composefs-rs names the V2 image first, then the V1 one.
+    image_refs.sort_by_key(|(name, _)| name != IMAGE_REF_V2);
+    image_refs.dedup_by(|a, b| a.0 == b.0);
+    config_refs.extend(image_refs);
 
     if let Some(p) = progress {
         p.message("Storing manifest");

@@ -66,13 +66,27 @@ fn open_image(repo: &Repository, name: &str) -> Result<OciImage> {
     OciImage::open(repo, name).with_context(|| format!("Opening OCI image '{name}'"))
 }
 
+/// The merged tree of `image`, boot-transformed with `--bootable`.
+fn tree_of(
+    repo: &Repository,
+    image: &OciImage,
+    args: &OciTreeArgs,
+) -> Result<cfs_core::tree::FileSystem> {
+    if args.bootable {
+        let (fs, _) = cfs_deploy::boot_image::oci::boot_tree(repo, image, args.xattrs)
+            .with_context(|| format!("Building the boot image tree of '{}'", args.image))?;
+        return Ok(fs);
+    }
+    image
+        .build_tree(repo, args.xattrs)
+        .with_context(|| format!("Building the tree of '{}'", args.image))
+}
+
 /// `oci dump IMAGE`: the merged tree as a dumpfile.
 fn dump(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
     let repo = crate::cmd::repo::open_repo_read(global)?;
     let image = open_image(&repo, &args.image)?;
-    let mut fs = image
-        .build_tree(&repo, args.xattrs)
-        .with_context(|| format!("Building the tree of '{}'", args.image))?;
+    let mut fs = tree_of(&repo, &image, args)?;
     // Directory link counts and sizes as composefs-rs prints them.
     super::repo::create::directory_counts_as_reference(&mut fs);
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
@@ -85,9 +99,7 @@ fn dump(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
 fn compute_id(global: &GlobalOpts, args: &OciTreeArgs) -> Result<()> {
     let repo = crate::cmd::repo::open_repo_read(global)?;
     let image = open_image(&repo, &args.image)?;
-    let fs = image
-        .build_tree(&repo, args.xattrs)
-        .with_context(|| format!("Building the tree of '{}'", args.image))?;
+    let fs = tree_of(&repo, &image, args)?;
     let version = global
         .erofs_version
         .unwrap_or_else(|| repo.erofs_versions().first().copied().unwrap_or(1));

@@ -74,7 +74,49 @@ pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
         HumanBytes(report.bytes_written),
         HumanBytes(report.bytes_inline)
     ));
+    if args.bootable {
+        out.push_str(&bootable(&repo, &report.manifest_digest, args)?);
+    }
     print(&out)
+}
+
+/// `--bootable [--expected-digest HEX]`: the boot image lines.
+fn bootable(
+    repo: &cfs_core::repository::Repository,
+    manifest: &str,
+    args: &OciPullArgs,
+) -> Result<String> {
+    use cfs_deploy::boot_image::oci::{ensure_boot_image, find_matching_boot_image};
+    let image = cfs_oci::store::OciImage::open_manifest(repo, manifest)
+        .with_context(|| format!("Opening the pulled image {manifest}"))?;
+    let report = match &args.expected_digest {
+        Some(hex) => {
+            let expected = cfs_core::verity::Digest::from_hex_with(repo.algorithm(), hex)
+                .map_err(|e| anyhow::anyhow!("--expected-digest {hex}: {e}"))?;
+            find_matching_boot_image(repo, &image, &expected)
+        }
+        None => ensure_boot_image(repo, &image, cfs_core::tree::XattrFilter::AllowlistOnly),
+    }
+    .with_context(|| format!("Building the boot image of {}", args.source))?;
+    let mut out = String::new();
+    for (v, d) in &report.images {
+        if args.expected_digest.is_some() {
+            out.push_str(&format!(
+                "boot     {} (xattr-mode={}, format=V{v})\n",
+                d.to_hex(),
+                report.filter.as_str()
+            ));
+        } else {
+            out.push_str(&format!("boot     {} (V{v})\n", d.to_hex()));
+        }
+    }
+    for u in &report.ukis {
+        match &u.arg {
+            Some(arg) => out.push_str(&format!("sealed   {} {arg}\n", u.path)),
+            None => out.push_str(&format!("uki      {} (no composefs argument)\n", u.path)),
+        }
+    }
+    Ok(out)
 }
 
 /// `--timeout`, else `CFS_OCI_TIMEOUT`, else the library default.

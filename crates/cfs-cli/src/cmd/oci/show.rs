@@ -115,7 +115,9 @@ pub(super) fn inspect(global: &GlobalOpts, name: &str, manifest: bool, config: b
         "config": String::from_utf8_lossy(&image.config_stream.bytes),
         "referrers": Vec::<String>::new(),
         "composefs_erofs": image.linked_image(version).map(|d| d.to_hex()),
-        "composefs_boot_erofs": serde_json::Value::Null,
+        "composefs_boot_erofs": image
+            .boot_image(version, cfs_core::tree::XattrFilter::AllowlistOnly)
+            .map(|d| d.to_hex()),
     });
     let mut text = serde_json::to_string_pretty(&out).context("serialising")?;
     text.push('\n');

@@ -18,7 +18,7 @@ use cfs_core::tree::{FileSystem, InodeId, Progress, TransformError};
 use cfs_core::verity::digest_bytes;
 
 use super::{digest_id, open_repo, print, threads, tree_algorithm};
-use crate::cli::{CreateImageArgs, GlobalOpts, TreeArgs, TreeOpts};
+use crate::cli::{CreateImageArgs, GlobalOpts, KargArgs, TreeArgs, TreeOpts};
 use crate::progress;
 
 /// The library options for a tree read.
@@ -92,6 +92,39 @@ pub(crate) fn compute_id(global: &GlobalOpts, args: &TreeArgs) -> Result<()> {
     let fs = read_tree(global, &args.tree, &args.path, algorithm)?;
     let data = image_bytes(&fs, version)?;
     print(&format!("{}\n", digest_bytes(algorithm, &data).to_hex()))
+}
+
+/// `compute-karg [--no-propagate-usr-to-root] [--insecure] PATH`: the kernel
+/// argument of the boot image of `PATH` (composefs-rs `compute-karg`).
+pub(crate) fn compute_karg(global: &GlobalOpts, args: &KargArgs) -> Result<()> {
+    use cfs_deploy::boot_image::{DirContents, transform_for_boot};
+    use cfs_deploy::cmdline::{ComposefsArg, Epoch};
+    let algorithm = tree_algorithm(global)?;
+    let version = global.erofs_version.unwrap_or(1);
+    if version > 2 {
+        return Err(unsupported_version(version));
+    }
+    let tree = TreeOpts {
+        no_propagate_usr_to_root: args.no_propagate_usr_to_root,
+        xattrs: cfs_core::tree::XattrFilter::AllowlistOnly,
+    };
+    let mut fs = read_tree(global, &tree, &args.path, algorithm)?;
+    let root = rustix::fs::open(
+        &args.path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("Opening {}", args.path.display()))?;
+    transform_for_boot(&mut fs, &DirContents(root), false)
+        .with_context(|| format!("Boot transform of {}", args.path.display()))?;
+    let data = image_bytes(&fs, version)?;
+    let digest = digest_bytes(algorithm, &data);
+    let arg = if version == 2 {
+        ComposefsArg::short(digest, args.insecure)
+    } else {
+        ComposefsArg::self_describing(Epoch::V1, digest, args.insecure)
+    };
+    print(&format!("{arg}\n"))
 }
 
 /// `create-dumpfile [options] PATH`: the tree's dumpfile on stdout.

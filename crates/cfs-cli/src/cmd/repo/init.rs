@@ -31,7 +31,15 @@ pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
     let opts = InitOptions {
         algorithm: args.algorithm,
         insecure: args.insecure || global.insecure,
-        erofs_version: args.erofs_version.or(global.erofs_version).unwrap_or(1),
+        erofs_version: match &args.erofs {
+            Some(list) => list.0.first().copied().unwrap_or(1),
+            None => args.erofs_version.or(global.erofs_version).unwrap_or(1),
+        },
+        erofs_extra: args
+            .erofs
+            .as_ref()
+            .map(|l| l.0.iter().skip(1).copied().collect())
+            .unwrap_or_default(),
     };
     if args.reset_metadata {
         Repository::reset_metadata(&path)
@@ -128,4 +136,31 @@ fn ensure_existing(global: &GlobalOpts, path: &Path, wanted: Algorithm) -> Resul
     } else {
         format!("Upgraded legacy repository at {shown}")
     }))
+}
+
+/// `upgrade --add-erofs LIST`: adds formats to meta.json, then builds them
+/// for every tagged OCI image.
+pub(crate) fn upgrade(global: &GlobalOpts, args: &crate::cli::UpgradeArgs) -> Result<()> {
+    let Some(formats) = &args.add_erofs else {
+        bail!("nothing to do: pass --add-erofs LIST (e.g. --add-erofs v2)");
+    };
+    let mut repo = super::open_repo(global)?;
+    let added = repo
+        .add_erofs_formats(&formats.0)
+        .context("Updating meta.json")?;
+    let mut out = String::new();
+    if added.is_empty() {
+        out.push_str("EROFS formats unchanged\n");
+    } else {
+        out.push_str(&format!("EROFS formats now {}\n", repo.meta().describe()));
+    }
+    let versions = repo.erofs_versions();
+    for img in cfs_deploy::boot_image::oci::add_formats(&repo, &versions)
+        .context("Building the new formats of the tagged images")?
+    {
+        for (name, digest) in &img.added {
+            out.push_str(&format!("{}: {name} {}\n", img.tag, digest.to_hex()));
+        }
+    }
+    print(&out)
 }

@@ -26,8 +26,13 @@ const USER_REPO: &str = ".var/lib/composefs";
 
 /// Runs one subcommand.
 pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
-    if global.no_repo && !matches!(command, Command::ComputeId(_) | Command::CreateDumpfile(_)) {
-        bail!("--no-repo is only supported for compute-id and create-dumpfile");
+    if global.no_repo
+        && !matches!(
+            command,
+            Command::ComputeId(_) | Command::CreateDumpfile(_) | Command::ComputeKarg(_)
+        )
+    {
+        bail!("--no-repo is only supported for compute-id, compute-karg and create-dumpfile");
     }
     match command {
         Command::Init(args) => init::init(global, &args),
@@ -42,12 +47,14 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
         Command::CreateImage(args) => create::create_image(global, &args),
         Command::ComputeId(args) => create::compute_id(global, &args),
         Command::CreateDumpfile(args) => create::create_dumpfile(global, &args),
+        Command::ComputeKarg(args) => create::compute_karg(global, &args),
         Command::ImageObjects { name } => images::image_objects(global, &name),
         Command::Dump { name } => images::dump(global, &name),
         Command::Fsck(args) => fsck::fsck(global, &args),
         Command::Mount(args) => mount::mount(global, &args),
         Command::Umount(args) => mount::umount(&args),
         Command::Oci(command) => crate::cmd::oci::run(global, command),
+        Command::Upgrade(args) => init::upgrade(global, &args),
     }
 }
 

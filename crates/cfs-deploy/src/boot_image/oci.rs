@@ -1,0 +1,263 @@
+//! Boot images of OCI images in a repository (repository.md §12.2): built
+//! from the layers with an xattr mode, boot-transformed, written in every
+//! EROFS format the repository generates and named in the config stream as
+//! `composefs.image.boot` (V2) / `composefs.image.boot.v1` (V1), with
+//! `.xattrs=<mode>` appended for a mode other than the default.
+
+use cfs_core::repository::{Repository, image_bytes};
+use cfs_core::tree::{FileSystem, XattrFilter};
+use cfs_core::verity::{Digest, digest_bytes};
+use cfs_oci::store::{OciImage, StoreError, boot_ref_name, link_config_refs};
+
+use super::sealed::{self, BootIds, SealedUki};
+use super::{BootError, BootTree, RepoContents, transform_for_boot};
+
+/// The formats a sealed UKI may name (composefs-rs `BOOT_VERSIONS`).
+pub const BOOT_VERSIONS: [u32; 2] = [1, 2];
+
+/// Errors of boot images in a repository.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OciBootError {
+    /// The boot transform failed.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// The OCI image could not be read or updated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Writing an image failed.
+    #[error(transparent)]
+    Repo(#[from] cfs_core::repository::RepoError),
+    /// No xattr mode × format gave the expected digest.
+    #[error(
+        "no boot image configuration matched the expected digest {expected} (tried {tried} xattr-mode/format combinations: {modes} × V1, V2)"
+    )]
+    NoMatch {
+        /// The digest searched for.
+        expected: String,
+        /// Combinations tried.
+        tried: usize,
+        /// The modes tried.
+        modes: String,
+    },
+}
+
+/// The OCI tree of `img` with xattr mode `filter`, boot-transformed.
+pub fn boot_tree(
+    repo: &Repository,
+    img: &OciImage,
+    filter: XattrFilter,
+) -> Result<(FileSystem, BootTree), OciBootError> {
+    let mut fs = img.build_tree(repo, filter)?;
+    let tree = transform_for_boot(&mut fs, &RepoContents(repo), true)?;
+    Ok((fs, tree))
+}
+
+/// What [`ensure_boot_image`] did.
+#[derive(Debug, Clone)]
+pub struct BootImageReport {
+    /// The boot images in the repository's formats (default first), or the
+    /// one that matched the expected digest.
+    pub images: Vec<(u32, Digest)>,
+    /// The xattr mode they were built with.
+    pub filter: XattrFilter,
+    /// The UKIs of the image and their composefs arguments.
+    pub ukis: Vec<SealedUki>,
+    /// Whether the image's SELinux policy labelled it.
+    pub labelled: bool,
+    /// True if nothing was built (the refs existed).
+    pub cached: bool,
+}
+
+/// Builds (or finds) the boot image of `img` with xattr mode `filter` in
+/// every format the repository generates, checks sealed UKIs against it
+/// and names the images in the config stream.
+pub fn ensure_boot_image(
+    repo: &Repository,
+    img: &OciImage,
+    filter: XattrFilter,
+) -> Result<BootImageReport, OciBootError> {
+    let versions = repo.erofs_versions();
+    let cached: Option<Vec<(u32, Digest)>> = versions
+        .iter()
+        .map(|&v| img.boot_image(v, filter).map(|d| (v, *d)))
+        .collect();
+    if let Some(images) = cached {
+        return Ok(BootImageReport {
+            images,
+            filter,
+            ukis: Vec::new(),
+            labelled: false,
+            cached: true,
+        });
+    }
+    let (fs, tree) = boot_tree(repo, img, filter)?;
+    let alg = repo.algorithm();
+    let mut bytes = Vec::new();
+    for v in BOOT_VERSIONS.iter().chain(&versions) {
+        if !bytes.iter().any(|(w, _)| w == v) {
+            bytes.push((*v, image_bytes(&fs, *v)?));
+        }
+    }
+    let id_of = |v: u32| {
+        bytes
+            .iter()
+            .find(|(w, _)| *w == v)
+            .map(|(_, b)| digest_bytes(alg, b))
+    };
+    let ids = BootIds {
+        v1: id_of(1).unwrap_or_else(|| digest_bytes(alg, b"")),
+        v2: id_of(2).unwrap_or_else(|| digest_bytes(alg, b"")),
+    };
+    let ukis = sealed::check(&fs, &RepoContents(repo), &tree.resources, &ids)?;
+    let mut images = Vec::new();
+    let mut refs = Vec::new();
+    for v in versions {
+        let Some((_, data)) = bytes.iter().find(|(w, _)| *w == v) else {
+            continue;
+        };
+        let digest = repo.commit_image_object(data)?;
+        refs.push((boot_ref_name(v, filter), digest));
+        images.push((v, digest));
+    }
+    link_config_refs(repo, img, &refs)?;
+    Ok(BootImageReport {
+        images,
+        filter,
+        ukis,
+        labelled: tree.labelled,
+        cached: false,
+    })
+}
+
+/// Recovery search (`oci pull --bootable --expected-digest`): tries every
+/// xattr mode × {V1, V2} — named refs first, then building — until the boot
+/// image has the digest `expected`; stores and names that image.
+pub fn find_matching_boot_image(
+    repo: &Repository,
+    img: &OciImage,
+    expected: &Digest,
+) -> Result<BootImageReport, OciBootError> {
+    let mut tried = 0;
+    for filter in XattrFilter::ALL {
+        let mut missing = Vec::new();
+        for v in BOOT_VERSIONS {
+            match img.boot_image(v, filter) {
+                Some(d) if d == expected => {
+                    return Ok(BootImageReport {
+                        images: vec![(v, *d)],
+                        filter,
+                        ukis: Vec::new(),
+                        labelled: false,
+                        cached: true,
+                    });
+                }
+                Some(_) => tried += 1,
+                None => missing.push(v),
+            }
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        let (fs, tree) = boot_tree(repo, img, filter)?;
+        for v in missing {
+            tried += 1;
+            let data = image_bytes(&fs, v)?;
+            if digest_bytes(repo.algorithm(), &data) != *expected {
+                continue;
+            }
+            let digest = repo.commit_image_object(&data)?;
+            link_config_refs(repo, img, &[(boot_ref_name(v, filter), digest)])?;
+            let ukis = sealed::uki_args(&fs, &RepoContents(repo), &tree.resources)?;
+            return Ok(BootImageReport {
+                images: vec![(v, digest)],
+                filter,
+                ukis,
+                labelled: tree.labelled,
+                cached: false,
+            });
+        }
+    }
+    Err(OciBootError::NoMatch {
+        expected: expected.to_hex(),
+        tried,
+        modes: XattrFilter::ALL
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// The id the boot image of `img` would have in format `version` with
+/// xattr mode `filter` (nothing is stored).
+pub fn compute_boot_id(
+    repo: &Repository,
+    img: &OciImage,
+    filter: XattrFilter,
+    version: u32,
+) -> Result<Digest, OciBootError> {
+    let (fs, _) = boot_tree(repo, img, filter)?;
+    Ok(digest_bytes(repo.algorithm(), &image_bytes(&fs, version)?))
+}
+
+/// What [`add_formats`] built for one tagged image.
+#[derive(Debug, Clone)]
+pub struct UpgradedImage {
+    /// The tag.
+    pub tag: String,
+    /// Named refs added (`composefs.image…` → image).
+    pub added: Vec<(String, Digest)>,
+}
+
+/// Builds the images of `versions` that each tagged OCI image lacks — its
+/// plain image, and its boot image in every xattr mode it already has one
+/// for — and names them in its config stream (the migration path after
+/// [`Repository::add_erofs_formats`]).
+pub fn add_formats(
+    repo: &Repository,
+    versions: &[u32],
+) -> Result<Vec<UpgradedImage>, OciBootError> {
+    let mut out = Vec::new();
+    for (tag, _) in cfs_oci::store::list_tags(repo)? {
+        let img = OciImage::open(repo, &tag)?;
+        if img.config.is_none() {
+            continue;
+        }
+        let mut added = Vec::new();
+        if versions.iter().any(|&v| img.linked_image(v).is_none()) {
+            let fs = img.build_tree(repo, XattrFilter::AllowlistOnly)?;
+            for &v in versions {
+                if img.linked_image(v).is_none() {
+                    let digest = repo.commit_image_object(&image_bytes(&fs, v)?)?;
+                    added.push((cfs_oci::store::image_ref_name(v).to_owned(), digest));
+                }
+            }
+        }
+        for filter in XattrFilter::ALL {
+            let has_boot = repo
+                .erofs_versions()
+                .iter()
+                .any(|&v| img.boot_image(v, filter).is_some());
+            if !has_boot
+                || versions
+                    .iter()
+                    .all(|&v| img.boot_image(v, filter).is_some())
+            {
+                continue;
+            }
+            let (fs, _) = boot_tree(repo, &img, filter)?;
+            for &v in versions {
+                if img.boot_image(v, filter).is_none() {
+                    let digest = repo.commit_image_object(&image_bytes(&fs, v)?)?;
+                    added.push((boot_ref_name(v, filter), digest));
+                }
+            }
+        }
+        if !added.is_empty() {
+            link_config_refs(repo, &img, &added)?;
+            out.push(UpgradedImage { tag, added });
+        }
+    }
+    Ok(out)
+}
