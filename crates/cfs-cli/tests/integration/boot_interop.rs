@@ -509,8 +509,10 @@ fn debian_uki_sealed_wrong_digest_and_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let (_, ids) = check_variant(dir.path(), &reference, "uki", &uki);
     assert!(karg.ends_with(&ids[&1].1), "{karg} vs {:?}", ids[&1]);
-    // Our pull reports the sealed UKI.
-    let ours = dir.path().join("uki-1/ours-v1");
+    // Our pull reports the sealed UKI (in a fresh repository: a repeated
+    // pull finds the boot images named and builds nothing).
+    let ours = dir.path().join("sealed");
+    us(&["init", "--insecure", ours.to_str().unwrap()]);
     let listing = us(&[
         "--repo",
         ours.to_str().unwrap(),
