@@ -425,7 +425,7 @@ fn debian_selinux_labels_match_matchpathcon() {
 }
 
 /// Every path of `fs` and its label, compared with `matchpathcon -f FC`.
-fn compare_with_matchpathcon(fs: &FileSystem, fc: &Path) {
+pub(crate) fn compare_with_matchpathcon(fs: &FileSystem, fc: &Path) {
     let mut by_type: BTreeMap<&str, Vec<(String, Option<String>)>> = BTreeMap::new();
     let mut push = |path: String, id: InodeId| {
         let inode = fs.inode(id);

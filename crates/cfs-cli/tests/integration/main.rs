@@ -4,6 +4,7 @@
 #[path = "../../../../tests/fixtures/corpus.rs"]
 mod corpus;
 
+mod boot;
 mod boot_interop;
 mod cli;
 mod compat;
