@@ -246,6 +246,32 @@ mod tests {
         assert_eq!(uki.read(".initrd", 100).unwrap(), None);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// Random section tables written as PE files read back section by
+        /// section: names, sizes and bytes.
+        #[test]
+        fn written_sections_read_back(sections in proptest::collection::vec(
+            ("\\.[a-z]{1,7}", proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000)),
+            0..12,
+        )) {
+            let list: Vec<(&str, &[u8])> = sections.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+            let uki = open(&pe(&list)).unwrap();
+            proptest::prop_assert_eq!(uki.sections().len(), list.len());
+            for (i, (name, bytes)) in list.iter().enumerate() {
+                let s = &uki.sections()[i];
+                proptest::prop_assert_eq!(&s.name, name);
+                proptest::prop_assert_eq!(s.size, bytes.len() as u64);
+                // The first section of that name is the one found by name.
+                if list.iter().position(|(n, _)| n == name) == Some(i) {
+                    let back = uki.read(name, 1 << 20).unwrap().unwrap();
+                    proptest::prop_assert_eq!(&back[..], *bytes);
+                }
+            }
+        }
+    }
+
     #[test]
     fn damaged_files_are_refused() {
         let good = pe(&[(".cmdline", b"x")]);

@@ -378,3 +378,60 @@ fn debian_sealed_uki() {
         "{err}"
     );
 }
+
+#[test]
+fn upgrade_adds_a_format_to_plain_and_boot_images() {
+    let Some(plain) = debian_os::build("plain", None) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    init(&repo, "v1");
+    let r = repo.to_str().unwrap();
+    let source = format!("oci:{}:latest", plain.join("oci").display());
+    us(&["--repo", r, "oci", "pull", "--bootable", &source, "os"]);
+    let out = us(&["--repo", r, "upgrade", "--add-erofs", "v2"]);
+    let plain_v2 = us(&[
+        "--repo",
+        r,
+        "--erofs-version",
+        "2",
+        "oci",
+        "compute-id",
+        "os",
+    ]);
+    let boot_v2 = us(&[
+        "--repo",
+        r,
+        "--erofs-version",
+        "2",
+        "oci",
+        "compute-id",
+        "--bootable",
+        "os",
+    ]);
+    assert!(
+        out.contains("EROFS formats now fsverity-sha512-12, EROFS V1+V2"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("os: composefs.image {}", plain_v2.trim())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("os: composefs.image.boot {}", boot_v2.trim())),
+        "{out}"
+    );
+    let meta = std::fs::read_to_string(repo.join("meta.json")).unwrap();
+    assert!(
+        meta.contains("\"extra\": [\n      2\n    ]") && meta.contains("v1_erofs"),
+        "{meta}"
+    );
+    // The new images are linked and kept by gc; a second upgrade has nothing to do.
+    us(&["--repo", r, "gc"]);
+    assert!(repo.join("images").join(boot_v2.trim()).exists());
+    let again = us(&["--repo", r, "upgrade", "--add-erofs", "v2"]);
+    assert_eq!(again, "EROFS formats unchanged\n");
+    let fsck = us(&["--repo", r, "oci", "fsck"]);
+    assert!(!fsck.contains("error"), "{fsck}");
+}
