@@ -23,13 +23,15 @@ use crate::mount::{Mounted, build_source, walk, xattrs};
 use crate::oci_support::{exec, ok};
 use crate::support::privileged;
 
-fn us(args: &[&str]) -> String {
+/// Our `cfsctl ARGS`, asserting success; its stdout.
+pub(crate) fn us(args: &[&str]) -> String {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cfsctl"));
     c.stdin(Stdio::null()).args(args);
     ok(&format!("cfsctl {}", args.join(" ")), &exec(&mut c))
 }
 
-fn us_fails(args: &[&str]) -> String {
+/// Our `cfsctl ARGS`, asserting failure; its stderr.
+pub(crate) fn us_fails(args: &[&str]) -> String {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cfsctl"));
     let out = exec(c.stdin(Stdio::null()).args(args));
     assert!(!out.status.success(), "cfsctl {} succeeded", args.join(" "));

@@ -21,23 +21,11 @@ use std::process::{Command, Stdio};
 use cfs_core::erofs::reader::{ReadOptions, read_image};
 use cfs_core::tree::{FileSystem, FileType, InodeId};
 
+use crate::boot::{us, us_fails};
 use crate::debian_os;
+use crate::oci_interop::reference;
 use crate::oci_support::{exec, ok, repeated_layers, write_layout};
 use crate::oci_tree::build_test_image;
-
-/// The reference `cfsctl`, if installed.
-fn reference() -> Option<PathBuf> {
-    let path = std::env::var_os("CFS_REFERENCE_OCI_CFSCTL").map_or_else(
-        || PathBuf::from("/tmp/cfsctl094oci/bin/cfsctl"),
-        PathBuf::from,
-    );
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("reference cfsctl not found at {}: skipped", path.display());
-        None
-    }
-}
 
 fn them(reference: &Path, args: &[&str]) -> String {
     let mut c = Command::new(reference);
@@ -48,19 +36,6 @@ fn them(reference: &Path, args: &[&str]) -> String {
         &format!("reference cfsctl {}", args.join(" ")),
         &exec(&mut c),
     )
-}
-
-fn us(args: &[&str]) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cfsctl"));
-    c.stdin(Stdio::null()).args(args);
-    ok(&format!("cfsctl {}", args.join(" ")), &exec(&mut c))
-}
-
-fn us_fails(args: &[&str]) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cfsctl"));
-    let out = exec(c.stdin(Stdio::null()).args(args));
-    assert!(!out.status.success(), "cfsctl {} succeeded", args.join(" "));
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The value after `prefix` on the line that starts with it.

@@ -27,7 +27,7 @@ use crate::oci_support::{
 use crate::oci_tree::{Ignore, OciMount, assert_trees_equal, build_test_image, tree_from_dir};
 
 /// The reference composefs-rs `cfsctl` with the `oci` feature, if installed.
-fn reference() -> Option<PathBuf> {
+pub(crate) fn reference() -> Option<PathBuf> {
     let path = std::env::var_os("CFS_REFERENCE_OCI_CFSCTL").map_or_else(
         || PathBuf::from("/tmp/cfsctl094oci/bin/cfsctl"),
         PathBuf::from,
