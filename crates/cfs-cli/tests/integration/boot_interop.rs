@@ -548,3 +548,124 @@ fn debian_uki_sealed_wrong_digest_and_recovery() {
         "{theirs_out}"
     );
 }
+
+/// A hand-made two-layer OS image with the cases that move ids: a kernel
+/// whose first name (primary) is in /boot and whose hard link is in
+/// /usr/lib/modules, a Type 1 entry, /sysroot content, user and SELinux
+/// xattrs (kept or dropped by the xattr mode), a whiteout, a different mtime
+/// on /usr.
+fn edge_case_layers() -> Vec<crate::oci_support::Blob> {
+    use crate::oci_support::{Hdr, Tar, gzip, plain};
+    let xattr = |k: &str, v: &str| vec![(format!("SCHILY.xattr.{k}"), v.as_bytes().to_vec())];
+    let mut l1 = Tar::default();
+    l1.entry(
+        Hdr {
+            path: "usr/".into(),
+            kind: b'5',
+            mode: 0o755,
+            mtime: 1_700_000_123,
+            ..Hdr::default()
+        },
+        b"",
+    );
+    l1.dir("usr/bin/")
+        .dir("usr/lib/")
+        .dir("usr/lib/modules/")
+        .dir("usr/lib/modules/6.1.0/");
+    l1.dir("etc/")
+        .dir("boot/")
+        .dir("boot/loader/")
+        .dir("boot/loader/entries/");
+    l1.dir("sysroot/").dir("sysroot/ostree/");
+    l1.file("boot/vmlinuz-6.1.0", &[0x4d; 5000]);
+    l1.link(b'1', "usr/lib/modules/6.1.0/vmlinuz", "boot/vmlinuz-6.1.0");
+    l1.file("usr/lib/modules/6.1.0/initramfs.img", &[0x11; 3000]);
+    l1.file(
+        "boot/loader/entries/os.conf",
+        b"title OS\nversion 6.1.0\nlinux /boot/vmlinuz-6.1.0\n",
+    );
+    l1.file("sysroot/ostree/x", b"ostree");
+    l1.entry(
+        Hdr {
+            path: "usr/bin/tool".into(),
+            mode: 0o755,
+            pax: [
+                xattr("user.origin", "layer1"),
+                xattr("security.selinux", "system_u:object_r:bin_t:s0"),
+            ]
+            .concat(),
+            ..Hdr::default()
+        },
+        &[7u8; 300],
+    );
+    l1.file("etc/gone", b"gone");
+    let mut l2 = Tar::default();
+    l2.dir("etc/")
+        .file("etc/.wh.gone", b"")
+        .file("etc/os-release", b"ID=edge\nVERSION_ID=1\n");
+    l2.entry(
+        Hdr {
+            path: "etc/hostname".into(),
+            pax: xattr("user.note", "kept with keep-user-xattrs"),
+            ..Hdr::default()
+        },
+        b"edge\n",
+    );
+    vec![plain(l1.finish()), gzip(l2.finish())]
+}
+
+#[test]
+fn bootable_ids_of_a_multilayer_edge_case_image() {
+    let Some(reference) = reference() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("edge");
+    write_layout(&layout, "latest", &edge_case_layers());
+    let source = format!("oci:{}:latest", layout.display());
+    for version in ["1", "2"] {
+        let sub = dir.path().join(format!("v{version}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let (ours, theirs, ours_out, theirs_out) =
+            pull_both(&sub, &reference, &source, version, &["--bootable"]);
+        let v: u32 = version.parse().unwrap();
+        assert_eq!(
+            our_boot_id(&ours_out, v),
+            reference_boot_id(&theirs_out),
+            "V{version} boot id"
+        );
+        for xattrs in ["allowlist-only", "keep-user-xattrs"] {
+            for v in ["1", "2"] {
+                for boot in [&["--bootable"][..], &[]] {
+                    let mut args = vec![
+                        "--erofs-version",
+                        v,
+                        "oci",
+                        "compute-id",
+                        "--xattrs",
+                        xattrs,
+                    ];
+                    args.extend(boot);
+                    args.push("t");
+                    let mut a = vec!["--repo", ours.to_str().unwrap()];
+                    a.extend(&args);
+                    let mut b = vec!["--repo", theirs.to_str().unwrap()];
+                    b.extend(&args);
+                    let (x, y) = (us(&a), them(&reference, &b));
+                    assert_eq!(x, y, "{}", args.join(" "));
+                    eprintln!(
+                        "edge {}: ours {} reference {}",
+                        args.join(" "),
+                        x.trim(),
+                        y.trim()
+                    );
+                }
+            }
+        }
+        // Our boot dump and the reference's agree line by line.
+        let dump = ["oci", "dump", "--bootable", "t"];
+        let mut a = vec!["--repo", ours.to_str().unwrap()];
+        a.extend(dump);
+        let mut b = vec!["--repo", theirs.to_str().unwrap()];
+        b.extend(dump);
+        assert_eq!(us(&a), them(&reference, &b), "oci dump --bootable");
+    }
+}
