@@ -316,6 +316,22 @@ fn debian_sealed_uki() {
         "uki",
     ]);
     assert_eq!(boot_ids(&out), vec![(1, v1.clone())], "{out}");
+    assert!(out.contains("boottype uki\n"), "{out}");
+    // The boot digest of the UKI (.linux ‖ .initrd) and of the kernel it was
+    // made from (vmlinuz ‖ initramfs.img) are the same.
+    let kver = std::fs::read_to_string(plain.join("kver")).unwrap();
+    let modules = rootfs.join("usr/lib/modules").join(kver.trim());
+    let mut both = std::fs::read(modules.join("vmlinuz")).unwrap();
+    both.extend(std::fs::read(modules.join("initramfs.img")).unwrap());
+    let digest: String = <sha2::Sha256 as sha2::Digest>::digest(&both)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let kernels: Vec<&str> = out.lines().filter(|l| l.starts_with("kernel   ")).collect();
+    assert_eq!(kernels.len(), 2, "{out}");
+    for k in kernels {
+        assert!(k.ends_with(&format!(" sha256:{digest}")), "{k}");
+    }
     assert!(
         out.contains("sealed   /boot/EFI/Linux/") && out.contains(&karg),
         "{out}"

@@ -67,6 +67,35 @@ pub struct BootImageReport {
     pub labelled: bool,
     /// True if nothing was built (the refs existed).
     pub cached: bool,
+    /// The boot type (`None` also when cached).
+    pub boot_type: Option<super::BootType>,
+    /// Each kernel (`/usr/lib/modules/<kver>`) or UKI (its path) with its
+    /// boot digest.
+    pub kernels: Vec<(String, String)>,
+}
+
+/// A boot type and (kernel or UKI, boot digest) pairs.
+type Kernels = (Option<super::BootType>, Vec<(String, String)>);
+
+/// The boot type and the boot digest of every kernel and UKI.
+fn kernels(
+    fs: &FileSystem,
+    repo: &Repository,
+    resources: &[super::Resource],
+) -> Result<Kernels, BootError> {
+    use super::resources::{boot_digest, boot_type};
+    let mut out = Vec::new();
+    for r in resources {
+        let name = match r {
+            super::Resource::Kernel { kver, .. } => format!("/usr/lib/modules/{kver}"),
+            super::Resource::Uki { path, .. } => String::from_utf8_lossy(path).into_owned(),
+            super::Resource::Type1 { .. } => continue,
+        };
+        if let Some(d) = boot_digest(fs, &RepoContents(repo), r)? {
+            out.push((name, d));
+        }
+    }
+    Ok((boot_type(resources), out))
 }
 
 /// Builds (or finds) the boot image of `img` with xattr mode `filter` in
@@ -89,6 +118,8 @@ pub fn ensure_boot_image(
             ukis: Vec::new(),
             labelled: false,
             cached: true,
+            boot_type: None,
+            kernels: Vec::new(),
         });
     }
     let (fs, tree) = boot_tree(repo, img, filter)?;
@@ -121,12 +152,15 @@ pub fn ensure_boot_image(
         images.push((v, digest));
     }
     link_config_refs(repo, img, &refs)?;
+    let (boot_type, kernels) = kernels(&fs, repo, &tree.resources)?;
     Ok(BootImageReport {
         images,
         filter,
         ukis,
         labelled: tree.labelled,
         cached: false,
+        boot_type,
+        kernels,
     })
 }
 
@@ -150,6 +184,8 @@ pub fn find_matching_boot_image(
                         ukis: Vec::new(),
                         labelled: false,
                         cached: true,
+                        boot_type: None,
+                        kernels: Vec::new(),
                     });
                 }
                 Some(_) => tried += 1,
@@ -169,12 +205,15 @@ pub fn find_matching_boot_image(
             let digest = repo.commit_image_object(&data)?;
             link_config_refs(repo, img, &[(boot_ref_name(v, filter), digest)])?;
             let ukis = sealed::uki_args(&fs, &RepoContents(repo), &tree.resources)?;
+            let (boot_type, kernels) = kernels(&fs, repo, &tree.resources)?;
             return Ok(BootImageReport {
                 images: vec![(v, digest)],
                 filter,
                 ukis,
                 labelled: tree.labelled,
                 cached: false,
+                boot_type,
+                kernels,
             });
         }
     }

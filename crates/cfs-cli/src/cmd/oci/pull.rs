@@ -110,6 +110,19 @@ fn bootable(
             out.push_str(&format!("boot     {} (V{v})\n", d.to_hex()));
         }
     }
+    if let Some(t) = report.boot_type {
+        out.push_str(&format!("boottype {t}\n"));
+    }
+    for (name, digest) in &report.kernels {
+        out.push_str(&format!("kernel   {name} sha256:{digest}\n"));
+    }
+    if !report.cached {
+        out.push_str(if report.labelled {
+            "selinux  labelled from the image's policy\n"
+        } else {
+            "selinux  no policy in the image: labels removed\n"
+        });
+    }
     for u in &report.ukis {
         match &u.arg {
             Some(arg) => out.push_str(&format!("sealed   {} {arg}\n", u.path)),
