@@ -137,14 +137,24 @@ fn same(what: &str, left: (&str, &str), right: (&str, &str)) {
 }
 
 /// Everything that can be compared without a mount; returns the pair.
-fn check_interop(dir: &Path, reference: PathBuf, source: &str) -> Pair {
+fn check_interop(dir: &Path, reference: PathBuf, source: &str, repeated_listings: bool) -> Pair {
     let (p, ours_pull, theirs_pull) = Pair::pull(dir, reference, source);
     let (ours, theirs) = (p.ours.as_path(), p.theirs.as_path());
     let summary = pull_summary(&ours_pull);
     assert_eq!(summary.len(), 4, "oci pull output:\n{ours_pull}");
+    let mut expected = pull_summary(&theirs_pull);
+    if repeated_listings {
+        // composefs-rs imports a layer listed twice twice and counts its
+        // objects again as "already present"; cfs imports it once.
+        expected.pop();
+        assert!(
+            summary[3].starts_with("objects  2 new + 0 already present"),
+            "{ours_pull}"
+        );
+    }
     assert_eq!(
-        summary,
-        pull_summary(&theirs_pull),
+        &summary[..expected.len()],
+        &expected[..],
         "oci pull {source}: ours:\n{ours_pull}\nreference:\n{theirs_pull}"
     );
     let streams = config_and_layer_streams(ours);
@@ -272,7 +282,7 @@ fn oci_interop_handmade_layout() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let source = handmade_layout(tmp.path());
-    let p = check_interop(tmp.path(), reference, &source);
+    let p = check_interop(tmp.path(), reference, &source, false);
     check_untag_gc(&p);
 }
 
@@ -291,6 +301,7 @@ fn oci_interop_repeated_layers() {
         tmp.path(),
         reference,
         &format!("oci:{}:v1", layout.display()),
+        true,
     );
     check_untag_gc(&p);
 }
@@ -308,7 +319,7 @@ fn oci_interop_umoci_image_and_mount() {
     let img_dir = tmp.path().join("img");
     std::fs::create_dir_all(&img_dir).unwrap();
     let img = build_test_image(&img_dir, false);
-    let p = check_interop(tmp.path(), reference, &img.oci_ref());
+    let p = check_interop(tmp.path(), reference, &img.oci_ref(), false);
 
     // Our pull mounted by the reference and by us: the same tree.
     let (m_ref, m_ours) = (tmp.path().join("m-ref"), tmp.path().join("m-ours"));

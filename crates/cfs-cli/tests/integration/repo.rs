@@ -447,13 +447,30 @@ fn create_image_equals_mkcomposefs_v1() {
     let image0 = tmp.path().join("out0.img");
     ok(&run(tool("mkcomposefs").arg(&tree).arg(&image0)));
     assert_eq!(out0, format!("sha256:{}\n", measure(&image0)));
+    // --erofs-version 2 writes composefs-rs's V2 layout, a different image.
+    let out2 = ok(&run(cfsctl(&repo)
+        .args([
+            "--erofs-version",
+            "2",
+            "create-image",
+            "--no-propagate-usr-to-root",
+        ])
+        .arg(&tree)));
+    assert_ne!(out2, out0);
+    let hex2 = out2.trim().trim_start_matches("sha256:");
+    let image2 = std::fs::read(repo.join("images").join(hex2)).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(image2[12..16].try_into().unwrap()),
+        2,
+        "composefs_version"
+    );
     let err = fails(
         &run(cfsctl(&repo)
-            .args(["--erofs-version", "2", "create-image"])
+            .args(["--erofs-version", "3", "create-image"])
             .arg(&tree)),
-        1,
+        2,
     );
-    assert!(err.contains("V2"), "{err}");
+    assert!(err.contains("3"), "{err}");
 }
 
 #[test]
