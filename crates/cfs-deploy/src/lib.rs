@@ -4,6 +4,7 @@
 //! - [`bls`]: Boot Loader Specification Type 1 entries.
 //! - [`boot_image`]: the boot transform, boot resources, sealed UKIs, boot
 //!   images of OCI images.
+//! - [`deploy`]: the physical-root layout, `.origin` files, boot entry sets.
 //! - [`os_release`]: os-release(5), and the entry names bootc derives from it.
 //! - [`uki`]: the sections of a Unified Kernel Image (bounded PE/COFF reader).
 //! - [`selinux`]: `security.selinux` labels from the image's own policy
@@ -15,6 +16,7 @@
 pub mod bls;
 pub mod boot_image;
 pub mod cmdline;
+pub mod deploy;
 pub mod os_release;
 pub mod selinux;
 pub mod uki;
