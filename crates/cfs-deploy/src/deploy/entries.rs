@@ -62,10 +62,11 @@ pub fn split_file_name(file_name: &str) -> Option<(&str, Option<(u32, u32)>)> {
     let stem = file_name.strip_suffix(".conf")?;
     if let Some((base, counter)) = stem.rsplit_once('+') {
         let (left, done) = counter.split_once('-').unwrap_or((counter, "0"));
-        if let (Ok(l), Ok(d)) = (left.parse::<u32>(), done.parse::<u32>()) {
-            if !base.is_empty() && left.bytes().all(|b| b.is_ascii_digit()) {
-                return Some((base, Some((l, d))));
-            }
+        if let (Ok(l), Ok(d)) = (left.parse::<u32>(), done.parse::<u32>())
+            && !base.is_empty()
+            && left.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Some((base, Some((l, d))));
         }
     }
     Some((stem, None))

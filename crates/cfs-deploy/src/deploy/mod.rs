@@ -18,6 +18,7 @@
 
 pub mod entries;
 pub mod origin;
+pub mod status;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
