@@ -17,6 +17,7 @@
 //! `<boot>` is the ESP (systemd-boot) or `<root>/boot`.
 
 pub mod entries;
+pub mod entryset;
 pub mod origin;
 pub mod status;
 
