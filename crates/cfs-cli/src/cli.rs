@@ -156,6 +156,9 @@ pub(crate) enum Command {
     Oci(OciCommand),
     /// Migrate the repository: add EROFS formats (see --add-erofs).
     Upgrade(UpgradeArgs),
+    /// Image-based OS deployments on a physical root (bootc's layout).
+    #[command(subcommand)]
+    System(SystemCommand),
 }
 
 /// `oci` subcommands.
@@ -386,6 +389,42 @@ pub(crate) fn parse_erofs_list(text: &str) -> Result<ErofsList, String> {
         }
     }
     Ok(ErofsList(out))
+}
+
+/// Where `system` commands operate.
+#[derive(Debug, Args)]
+pub(crate) struct SystemRoot {
+    /// The physical root (default: the booted system's, /sysroot).
+    #[arg(long, value_name = "DIR", default_value = "/sysroot")]
+    pub(crate) root: PathBuf,
+    /// The boot directory: the ESP or /boot (default: ROOT/boot).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) boot_dir: Option<PathBuf>,
+    /// Where the staged marker lives (default /run/composefs).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub(crate) run_dir: Option<PathBuf>,
+    /// Act as if deployment ID were booted (tests; default: the root mount's
+    /// `composefs:<id>` source).
+    #[arg(long, value_name = "ID", hide = true)]
+    pub(crate) booted: Option<String>,
+}
+
+/// `system` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SystemCommand {
+    /// Show the booted, staged, rollback and other deployments.
+    Status {
+        #[command(flatten)]
+        root: SystemRoot,
+        /// Print JSON (bootc's field names, ours under `cfs`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the previous deployment the default (again: undo).
+    Rollback {
+        #[command(flatten)]
+        root: SystemRoot,
+    },
 }
 
 /// `upgrade` arguments.

@@ -26,4 +26,5 @@ mod repo_interop;
 #[allow(dead_code)]
 mod stub_registry;
 mod support;
+mod system;
 mod verity;

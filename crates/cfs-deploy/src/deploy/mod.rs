@@ -96,6 +96,37 @@ impl Layout {
     }
 }
 
+/// The booted deployment: the `composefs:<hex>` source of the mount on `/`
+/// in a mount table (`/proc/self/mountinfo`); the last such mount wins.
+pub fn booted_id_from(mountinfo: &str) -> Option<String> {
+    let mut found = None;
+    for line in mountinfo.lines() {
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        if before.split(' ').nth(4) != Some("/") {
+            continue;
+        }
+        let Some(source) = after.split(' ').nth(1) else {
+            continue;
+        };
+        if let Some(hex) = source.strip_prefix("composefs:")
+            && matches!(hex.len(), 64 | 128)
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            found = Some(hex.to_ascii_lowercase());
+        }
+    }
+    found
+}
+
+/// The booted deployment of this system, if its root is a composefs mount.
+pub fn booted_id() -> Option<String> {
+    read_small_file(Path::new("/proc/self/mountinfo"), 16 << 20)
+        .ok()
+        .and_then(|t| booted_id_from(&t))
+}
+
 /// Reads a small regular file as UTF-8 text, at most `limit` bytes; a
 /// symlink or any other non-regular file is an error.
 pub fn read_small_file(path: &Path, limit: u64) -> io::Result<String> {
@@ -142,6 +173,24 @@ mod tests {
         assert_eq!(
             Layout::new(Path::new("/r"), None).entries(),
             Path::new("/r/boot/loader/entries")
+        );
+    }
+
+    #[test]
+    fn booted_id_from_the_root_mount() {
+        let id = "ab".repeat(64);
+        let table = format!(
+            "21 1 0:20 / /sysroot ro - ext4 /dev/vda2 ro\n30 1 0:31 / / ro,relatime - overlay composefs:{id} ro,lowerdir=x\n31 30 0:32 / /usr/x ro - overlay composefs:{} ro\n",
+            "cd".repeat(64)
+        );
+        assert_eq!(booted_id_from(&table), Some(id));
+        assert_eq!(
+            booted_id_from("junk\n1 0 0:1 / / rw - ext4 /dev/sda1 rw\n"),
+            None
+        );
+        assert_eq!(
+            booted_id_from(&format!("junk\n{table}")),
+            booted_id_from(&table)
         );
     }
 

@@ -55,6 +55,7 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
         Command::Umount(args) => mount::umount(&args),
         Command::Oci(command) => crate::cmd::oci::run(global, command),
         Command::Upgrade(args) => init::upgrade(global, &args),
+        Command::System(command) => crate::cmd::system::run(command),
     }
 }
 

@@ -1,0 +1,89 @@
+//! `cfsctl system …`: deployments on a physical root (`cfs_deploy::deploy`).
+
+use anyhow::{Context, Result};
+
+use cfs_deploy::deploy::status::{Deployment, Status, status, to_json};
+use cfs_deploy::deploy::{Layout, booted_id, entryset};
+
+use super::repo::print;
+use crate::cli::{SystemCommand, SystemRoot};
+
+fn layout(root: &SystemRoot) -> Layout {
+    let mut l = Layout::new(&root.root, root.boot_dir.as_deref());
+    if let Some(run) = &root.run_dir {
+        l.run = run.clone();
+    }
+    l
+}
+
+fn booted(root: &SystemRoot) -> Option<String> {
+    root.booted.clone().or_else(booted_id)
+}
+
+/// Runs one `system` subcommand.
+pub(crate) fn run(command: SystemCommand) -> Result<()> {
+    match command {
+        SystemCommand::Status { root, json } => {
+            let l = layout(&root);
+            let s = status(&l, booted(&root).as_deref())
+                .with_context(|| format!("Reading the deployments of {}", l.root.display()))?;
+            if json {
+                let mut text = serde_json::to_string_pretty(&to_json(&s))?;
+                text.push('\n');
+                print(&text)
+            } else {
+                print(&human(&s))
+            }
+        }
+        SystemCommand::Rollback { root } => {
+            let l = layout(&root);
+            let id = entryset::rollback(&l)
+                .with_context(|| format!("Rolling back {}", l.root.display()))?;
+            print(&format!("Next boot: {id}\n"))
+        }
+    }
+}
+
+fn line(out: &mut String, what: &str, d: &Deployment) {
+    out.push_str(&format!(
+        "{what:<9}{}  {}{}{}\n",
+        d.id,
+        d.image.as_deref().unwrap_or("(no image)"),
+        if d.pinned { "  (pinned)" } else { "" },
+        match d.tries {
+            Some((left, done)) => format!("  (boot tries left {left}, failed {done})"),
+            None => String::new(),
+        }
+    ));
+}
+
+/// The status as lines for people.
+fn human(s: &Status) -> String {
+    let mut out = String::new();
+    if let Some(d) = &s.staged {
+        line(
+            &mut out,
+            if d.download_only { "staged*" } else { "staged" },
+            d,
+        );
+    }
+    if let Some(d) = &s.booted {
+        line(&mut out, "booted", d);
+    }
+    if let Some(d) = &s.rollback {
+        line(&mut out, "rollback", d);
+    }
+    for d in &s.others {
+        line(&mut out, "other", d);
+    }
+    if s.rollback_queued {
+        out.push_str("rollback queued: the next boot starts the rollback deployment\n");
+    }
+    if out.is_empty() {
+        out.push_str("No deployments\n");
+    }
+    for p in &s.problems {
+        out.push_str(&format!("warning: {p}\n"));
+    }
+    out
+}
