@@ -5,6 +5,8 @@
 //! - [`boot_image`]: the boot transform, boot resources, sealed UKIs, boot
 //!   images of OCI images.
 //! - [`deploy`]: the physical-root layout, `.origin` files, boot entry sets.
+//! - [`etc_merge`]: the three-way `/etc` merge of an upgrade (plan, conflicts,
+//!   apply).
 //! - [`os_release`]: os-release(5), and the entry names bootc derives from it.
 //! - [`uki`]: the sections of a Unified Kernel Image (bounded PE/COFF reader).
 //! - [`selinux`]: `security.selinux` labels from the image's own policy
@@ -17,6 +19,7 @@ pub mod bls;
 pub mod boot_image;
 pub mod cmdline;
 pub mod deploy;
+pub mod etc_merge;
 pub mod os_release;
 pub mod selinux;
 pub mod uki;
