@@ -16,6 +16,8 @@
 //!
 //! `<boot>` is the ESP (systemd-boot) or `<root>/boot`.
 
+pub mod binaries;
+pub mod checkout;
 pub mod entries;
 pub mod entryset;
 pub mod origin;
