@@ -425,6 +425,44 @@ pub(crate) enum SystemCommand {
         #[command(flatten)]
         root: SystemRoot,
     },
+    /// Install an OS image.
+    #[command(subcommand)]
+    Install(InstallCommand),
+    /// Remove boot binaries no entry names.
+    Gc {
+        #[command(flatten)]
+        root: SystemRoot,
+        /// Only print what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `system install` targets.
+#[derive(Debug, Subcommand)]
+pub(crate) enum InstallCommand {
+    /// Install onto a mounted filesystem (ROOT) and a boot directory.
+    ToFilesystem {
+        /// The image (any source `oci pull` takes).
+        image: String,
+        /// The physical root to install to.
+        root: PathBuf,
+        /// The boot directory: the ESP or /boot (default: ROOT/boot).
+        #[arg(long, value_name = "DIR")]
+        boot_dir: Option<PathBuf>,
+        /// A kernel argument to add (may be repeated).
+        #[arg(long, value_name = "ARG")]
+        karg: Vec<String>,
+        /// The root= argument the initramfs needs (e.g. root=UUID=…).
+        #[arg(long, value_name = "ARG")]
+        root_karg: Option<String>,
+        /// Install on a filesystem without fs-verity (files not verified at boot).
+        #[arg(long)]
+        allow_missing_verity: bool,
+        /// systemd-boot (from the image) or none (entries only).
+        #[arg(long, value_name = "NAME", default_value = "systemd-boot", value_parser = ["systemd-boot", "none"])]
+        bootloader: String,
+    },
 }
 
 /// `upgrade` arguments.

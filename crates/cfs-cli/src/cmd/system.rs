@@ -2,11 +2,12 @@
 
 use anyhow::{Context, Result};
 
+use cfs_deploy::deploy::install::{Bootloader, InstallOptions, install};
 use cfs_deploy::deploy::status::{Deployment, Status, status, to_json};
-use cfs_deploy::deploy::{Layout, booted_id, entryset};
+use cfs_deploy::deploy::{Layout, binaries, booted_id, entryset};
 
 use super::repo::print;
-use crate::cli::{SystemCommand, SystemRoot};
+use crate::cli::{InstallCommand, SystemCommand, SystemRoot};
 
 fn layout(root: &SystemRoot) -> Layout {
     let mut l = Layout::new(&root.root, root.boot_dir.as_deref());
@@ -34,6 +35,46 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             } else {
                 print(&human(&s))
             }
+        }
+        SystemCommand::Install(InstallCommand::ToFilesystem {
+            image,
+            root,
+            boot_dir,
+            karg,
+            root_karg,
+            allow_missing_verity,
+            bootloader,
+        }) => {
+            let l = Layout::new(&root, boot_dir.as_deref());
+            let opts = InstallOptions {
+                image: image.clone(),
+                kargs: karg,
+                root_karg,
+                allow_missing_verity,
+                bootloader: if bootloader == "none" {
+                    Bootloader::None
+                } else {
+                    Bootloader::SystemdBoot
+                },
+            };
+            let done = install(&l, &opts)
+                .with_context(|| format!("Installing {image} to {}", root.display()))?;
+            print(&format!(
+                "Installed {image}\n  deployment {}\n  boot type  {}\n  entry      {}\n",
+                done.id, done.boot_type, done.entry
+            ))
+        }
+        SystemCommand::Gc { root, dry_run } => {
+            let l = layout(&root);
+            let done = binaries::gc(&l, booted(&root).as_deref(), dry_run)
+                .with_context(|| format!("Collecting boot binaries of {}", l.boot.display()))?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            let mut out = String::new();
+            for p in &done.removed {
+                out.push_str(&format!("{verb} {}\n", p.display()));
+            }
+            out.push_str(&format!("{} boot binaries {verb}\n", done.removed.len()));
+            print(&out)
         }
         SystemCommand::Rollback { root } => {
             let l = layout(&root);

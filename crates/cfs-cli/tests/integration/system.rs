@@ -79,3 +79,120 @@ fn status_and_rollback_on_a_directory() {
     let json: serde_json::Value = serde_json::from_str(&run_us(args("status", true))).unwrap();
     assert_eq!(json["status"]["rollbackQueued"], false);
 }
+
+#[test]
+fn install_a_debian_image_to_a_filesystem() {
+    if !crate::support::privileged("install_a_debian_image_to_a_filesystem") {
+        return;
+    }
+    let Some(os) = crate::debian_os::build("plain", None) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, esp) = (tmp.path().join("root"), tmp.path().join("esp"));
+    std::fs::create_dir_all(&root).unwrap();
+    let image = format!("oci:{}:latest", os.join("oci").display());
+    let out = us(&[
+        "system",
+        "install",
+        "to-filesystem",
+        "--allow-missing-verity",
+        "--boot-dir",
+        esp.to_str().unwrap(),
+        "--root-karg",
+        "root=LABEL=root",
+        "--karg",
+        "console=ttyS0",
+        &image,
+        root.to_str().unwrap(),
+    ]);
+    let id = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("deployment "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_owned();
+    assert!(out.contains("boot type  bls"), "{out}");
+    // The deployment id is the V1 boot image, as compute-karg gives it.
+    let karg = us(&[
+        "--no-repo",
+        "--hash",
+        "sha512",
+        "compute-karg",
+        os.join("rootfs").to_str().unwrap(),
+    ]);
+    assert_eq!(karg.trim(), format!("composefs.digest=v1-sha512-12:{id}"));
+    // Layout: repository, state, shared var, origin, kernel, entry, systemd-boot.
+    assert!(root.join("composefs/meta.json").is_file());
+    let state = root.join("state/deploy").join(&id);
+    assert_eq!(
+        std::fs::read_link(state.join("var")).unwrap(),
+        Path::new("../../os/default/var")
+    );
+    assert!(state.join("etc/passwd").is_file());
+    assert!(root.join("state/os/default/var/lib").is_dir());
+    let origin = std::fs::read_to_string(state.join(format!("{id}.origin"))).unwrap();
+    assert!(
+        origin.contains(&format!(
+            "container-image-reference = ostree-unverified-image:{image}"
+        )),
+        "{origin}"
+    );
+    assert!(origin.contains("boot_type = bls"), "{origin}");
+    let kdir = esp.join("EFI/Linux").join(format!("bootc_composefs-{id}"));
+    let kver = std::fs::read_to_string(os.join("kver")).unwrap();
+    assert_eq!(
+        std::fs::read(kdir.join("vmlinuz")).unwrap(),
+        std::fs::read(
+            os.join("rootfs/usr/lib/modules")
+                .join(kver.trim())
+                .join("vmlinuz")
+        )
+        .unwrap()
+    );
+    assert!(esp.join("EFI/BOOT/BOOTX64.EFI").is_file());
+    assert!(esp.join("EFI/systemd/systemd-bootx64.efi").is_file());
+    let entry = std::fs::read_to_string(esp.join("loader/entries/bootc_debian-12-1.conf")).unwrap();
+    // `?` (verity optional at boot) exactly when the repository is insecure.
+    let secure = std::process::Command::new("fsverity")
+        .arg("measure")
+        .arg(root.join("composefs/meta.json"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let q = if secure { "" } else { "?" };
+    assert!(
+        entry.contains(&format!(
+            "options root=LABEL=root rw composefs.digest={q}v1-sha512-12:{id} console=ttyS0\n"
+        )),
+        "{entry}"
+    );
+    assert!(entry.contains("sort-key bootc-debian-0"), "{entry}");
+    // Status reads it back; gc finds nothing to remove; one entry: no rollback.
+    let status = us(&[
+        "system",
+        "status",
+        "--root",
+        root.to_str().unwrap(),
+        "--boot-dir",
+        esp.to_str().unwrap(),
+        "--booted",
+        &id,
+    ]);
+    assert!(
+        status.starts_with(&format!("booted   {id}  {image}")),
+        "{status}"
+    );
+    let gc = us(&[
+        "system",
+        "gc",
+        "--root",
+        root.to_str().unwrap(),
+        "--boot-dir",
+        esp.to_str().unwrap(),
+        "--booted",
+        &id,
+    ]);
+    assert_eq!(gc, "0 boot binaries removed\n");
+    let fsck = us(&["--repo", root.join("composefs").to_str().unwrap(), "fsck"]);
+    assert!(fsck.contains("status: ok"), "{fsck}");
+}

@@ -20,6 +20,7 @@ pub mod binaries;
 pub mod checkout;
 pub mod entries;
 pub mod entryset;
+pub mod install;
 pub mod origin;
 pub mod status;
 
