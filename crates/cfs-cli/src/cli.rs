@@ -428,6 +428,29 @@ pub(crate) enum SystemCommand {
     /// Install an OS image.
     #[command(subcommand)]
     Install(InstallCommand),
+    /// Stage the booted image's newest version for the next boot.
+    Upgrade {
+        #[command(flatten)]
+        root: SystemRoot,
+        /// Download and stage, but do not apply at shutdown.
+        #[arg(long)]
+        download_only: bool,
+    },
+    /// Stage another image for the next boot.
+    Switch {
+        /// The image (any source `oci pull` takes).
+        image: String,
+        #[command(flatten)]
+        root: SystemRoot,
+        /// Download and stage, but do not apply at shutdown.
+        #[arg(long)]
+        download_only: bool,
+    },
+    /// Apply the staged deployment: merge /etc, swap the entry sets (run at shutdown).
+    Finalize {
+        #[command(flatten)]
+        root: SystemRoot,
+    },
     /// Remove boot binaries no entry names.
     Gc {
         #[command(flatten)]

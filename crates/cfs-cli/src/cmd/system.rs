@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 
 use cfs_deploy::deploy::install::{Bootloader, InstallOptions, install};
 use cfs_deploy::deploy::status::{Deployment, Status, status, to_json};
+use cfs_deploy::deploy::upgrade::{self, StageOptions, Staged, finalize};
 use cfs_deploy::deploy::{Layout, binaries, booted_id, entryset};
 
 use super::repo::print;
@@ -76,6 +77,23 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             out.push_str(&format!("{} boot binaries {verb}\n", done.removed.len()));
             print(&out)
         }
+        SystemCommand::Upgrade {
+            root,
+            download_only,
+        } => stage(&root, None, download_only),
+        SystemCommand::Switch {
+            image,
+            root,
+            download_only,
+        } => stage(&root, Some(image), download_only),
+        SystemCommand::Finalize { root } => {
+            let l = layout(&root);
+            let id = need_booted(&root)?;
+            match finalize(&l, &id).with_context(|| format!("Finalizing {}", l.root.display()))? {
+                Some(new) => print(&format!("Finalized {new}: the next boot starts it\n")),
+                None => print("Nothing to finalize\n"),
+            }
+        }
         SystemCommand::Rollback { root } => {
             let l = layout(&root);
             let id = entryset::rollback(&l)
@@ -127,4 +145,35 @@ fn human(s: &Status) -> String {
         out.push_str(&format!("warning: {p}\n"));
     }
     out
+}
+
+fn need_booted(root: &SystemRoot) -> Result<String> {
+    booted(root).ok_or_else(|| {
+        anyhow::anyhow!(
+            "not booted from a composefs deployment (the root mount's source is not composefs:<id>)"
+        )
+    })
+}
+
+fn stage(root: &SystemRoot, image: Option<String>, download_only: bool) -> Result<()> {
+    let l = layout(root);
+    let id = need_booted(root)?;
+    let opts = StageOptions {
+        image,
+        download_only,
+    };
+    match upgrade::stage(&l, &id, &opts)
+        .with_context(|| format!("Staging on {}", l.root.display()))?
+    {
+        Staged::NoChange(id) => print(&format!("No changes: deployment {id} is current\n")),
+        Staged::Staged(d) => print(&format!(
+            "Staged {}{}\n",
+            d.id,
+            if download_only {
+                " (download only)"
+            } else {
+                ": applied at the next shutdown"
+            }
+        )),
+    }
 }

@@ -196,3 +196,121 @@ fn install_a_debian_image_to_a_filesystem() {
     let fsck = us(&["--repo", root.join("composefs").to_str().unwrap(), "fsck"]);
     assert!(fsck.contains("status: ok"), "{fsck}");
 }
+
+#[test]
+fn switch_finalize_and_rollback_keep_local_etc_changes() {
+    if !crate::support::privileged("switch_finalize_and_rollback_keep_local_etc_changes") {
+        return;
+    }
+    let (Some(v1), Some(v2)) = (
+        crate::debian_os::build("plain", None),
+        crate::debian_os::build("selinux", None),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, esp, run) = (
+        tmp.path().join("root"),
+        tmp.path().join("esp"),
+        tmp.path().join("run"),
+    );
+    std::fs::create_dir_all(&root).unwrap();
+    let src = |os: &Path| format!("oci:{}:latest", os.join("oci").display());
+    let (r, e, rn) = (
+        root.to_str().unwrap(),
+        esp.to_str().unwrap(),
+        run.to_str().unwrap(),
+    );
+    let out = us(&[
+        "system",
+        "install",
+        "to-filesystem",
+        "--allow-missing-verity",
+        "--boot-dir",
+        e,
+        &src(&v1),
+        r,
+    ]);
+    let a = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("deployment "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let sys = |cmd: &[&str], booted: &str| -> String {
+        let mut v = vec!["system"];
+        v.extend(cmd);
+        v.extend([
+            "--root",
+            r,
+            "--boot-dir",
+            e,
+            "--run-dir",
+            rn,
+            "--booted",
+            booted,
+        ]);
+        us(&v)
+    };
+    // The same image again: nothing to stage.
+    assert_eq!(
+        sys(&["upgrade"], &a),
+        format!("No changes: deployment {a} is current\n")
+    );
+    // A local change on the booted deployment's /etc.
+    let etc_a = root.join("state/deploy").join(&a).join("etc");
+    std::fs::write(etc_a.join("hostname"), "edited-locally\n").unwrap();
+    std::fs::write(etc_a.join("local-only.conf"), "mine\n").unwrap();
+    let staged = sys(&["switch", &src(&v2)], &a);
+    let b = staged
+        .trim()
+        .strip_prefix("Staged ")
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(a, b);
+    let status: serde_json::Value = serde_json::from_str(&sys(&["status", "--json"], &a)).unwrap();
+    assert_eq!(
+        status["status"]["staged"]["composefs"]["verity"],
+        b.as_str()
+    );
+    assert_eq!(
+        status["status"]["booted"]["composefs"]["verity"],
+        a.as_str()
+    );
+    assert!(esp.join("loader/entries.staged").is_dir());
+    assert_eq!(
+        sys(&["finalize"], &a),
+        format!("Finalized {b}: the next boot starts it\n")
+    );
+    assert!(!esp.join("loader/entries.staged").exists());
+    assert_eq!(sys(&["finalize"], &a), "Nothing to finalize\n");
+    // The merged /etc of the new deployment keeps the local changes.
+    let etc_b = root.join("state/deploy").join(&b).join("etc");
+    assert_eq!(
+        std::fs::read_to_string(etc_b.join("hostname")).unwrap(),
+        "edited-locally\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(etc_b.join("local-only.conf")).unwrap(),
+        "mine\n"
+    );
+    assert!(
+        etc_b.join("selinux/config").is_file(),
+        "the new image's own /etc is there"
+    );
+    // "Reboot" into b: a is the rollback; rollback makes a the default again.
+    let text = sys(&["status"], &b);
+    assert!(
+        text.starts_with(&format!("booted   {b}")) && text.contains(&format!("rollback {a}")),
+        "{text}"
+    );
+    assert_eq!(sys(&["rollback"], &b), format!("Next boot: {a}\n"));
+    let status: serde_json::Value = serde_json::from_str(&sys(&["status", "--json"], &b)).unwrap();
+    assert_eq!(status["status"]["rollbackQueued"], true);
+    // Both kernels are live (identical kernels share one directory); gc keeps them.
+    let gc = sys(&["gc"], &b);
+    assert_eq!(gc, "0 boot binaries removed\n");
+}

@@ -199,24 +199,85 @@ fn repository(layout: &Layout, allow_missing_verity: bool) -> io::Result<Reposit
     }
 }
 
+/// Builds options for a new deployment's kernel entry from the image tree,
+/// its contents and its composefs argument.
+pub type OptionsFn<'a> =
+    dyn Fn(&FileSystem, &dyn Contents, &ComposefsArg) -> io::Result<String> + 'a;
+
+/// A deployment made by [`deploy_image`]: everything but its entry in a set.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// The deployment id.
+    pub id: String,
+    /// Its entry file name as the primary entry.
+    pub name: String,
+    /// The entry.
+    pub entry: Entry,
+    /// Its kernel command line.
+    pub options: String,
+    /// `bls` or `uki`.
+    pub boot_type: BootType,
+    /// The OCI manifest digest.
+    pub manifest_digest: String,
+}
+
 /// Installs `opts.image` on `layout` (see the module docs).
 pub fn install(layout: &Layout, opts: &InstallOptions) -> io::Result<Installed> {
     let repo = repository(layout, opts.allow_missing_verity)?;
-    let source = open_source(&opts.image, &SourceOptions::default()).map_err(other)?;
-    let report = pull(&repo, source.as_ref(), &PullOptions::default()).map_err(other)?;
+    let build =
+        |fs: &FileSystem, contents: &dyn Contents, arg: &ComposefsArg| -> io::Result<String> {
+            let mut options: Vec<String> = opts.root_karg.iter().cloned().collect();
+            options.push("rw".into());
+            options.push(arg.to_string());
+            options.extend(kargs_d(fs, contents)?);
+            options.extend(opts.kargs.iter().cloned());
+            Ok(options.join(" "))
+        };
+    let d = deploy_image(layout, &repo, &opts.image, &build, opts.bootloader, true)?;
+    let mut set = vec![(d.name.clone(), d.entry.to_string())];
+    set.extend(entryset::foreign(layout)?);
+    entryset::stage(layout, &set)?;
+    entryset::exchange(layout)?;
+    Ok(Installed {
+        id: d.id,
+        entry: d.name,
+        options: d.options,
+        boot_type: d.boot_type,
+    })
+}
+
+/// Pulls `image` into `repo`, builds its boot image and makes its
+/// deployment (state, origin, boot binaries, systemd-boot) without touching
+/// any entry; `seed_var` seeds the shared var if it does not exist.
+pub fn deploy_image(
+    layout: &Layout,
+    repo: &Repository,
+    image: &str,
+    build_options: &OptionsFn<'_>,
+    bootloader: Bootloader,
+    seed_var: bool,
+) -> io::Result<Deployed> {
+    let source = open_source(image, &SourceOptions::default()).map_err(other)?;
+    let report = pull(repo, source.as_ref(), &PullOptions::default()).map_err(other)?;
     let digest = report.manifest_digest.clone();
-    tag_image(&repo, &digest, &format!("localhost/bootc-{digest}")).map_err(other)?;
-    let img = OciImage::open_manifest(&repo, &digest).map_err(other)?;
-    let boot = ensure_boot_image(&repo, &img, XattrFilter::AllowlistOnly).map_err(other)?;
+    tag_image(repo, &digest, &format!("localhost/bootc-{digest}")).map_err(other)?;
+    let img = OciImage::open_manifest(repo, &digest).map_err(other)?;
+    let boot = ensure_boot_image(repo, &img, XattrFilter::AllowlistOnly).map_err(other)?;
     let (v, id_digest) = boot
         .images
         .first()
         .copied()
         .ok_or_else(|| other("no boot image"))?;
     let id = id_digest.to_hex();
-    let img = OciImage::open_manifest(&repo, &digest).map_err(other)?;
-    let (fs, tree) = boot_tree(&repo, &img, XattrFilter::AllowlistOnly).map_err(other)?;
-    let contents = RepoContents(&repo);
+    if layout.origin(&id).exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("deployment {id} already exists"),
+        ));
+    }
+    let img = OciImage::open_manifest(repo, &digest).map_err(other)?;
+    let (fs, tree) = boot_tree(repo, &img, XattrFilter::AllowlistOnly).map_err(other)?;
+    let contents = RepoContents(repo);
 
     // State.
     let state = layout.state(&id);
@@ -224,14 +285,14 @@ pub fn install(layout: &Layout, opts: &InstallOptions) -> io::Result<Installed> 
         std::fs::remove_dir_all(&state)?;
     }
     std::fs::create_dir_all(&state).map_err(|e| at(&state, e))?;
-    checkout::checkout(&fs, &repo, b"/etc", &state.join("etc"))
+    checkout::checkout(&fs, repo, b"/etc", &state.join("etc"))
         .map_err(|e| at(&state.join("etc"), e))?;
     let _ = std::fs::remove_file(state.join("etc/.updated"));
     let var = layout.shared_var();
-    if !var.exists() {
+    if seed_var && !var.exists() {
         std::fs::create_dir_all(var.parent().ok_or_else(|| other("no var parent"))?)?;
         if fs.lookup(b"/var").is_some() {
-            checkout::checkout(&fs, &repo, b"/var", &var).map_err(|e| at(&var, e))?;
+            checkout::checkout(&fs, repo, b"/var", &var).map_err(|e| at(&var, e))?;
         } else {
             std::fs::create_dir(&var)?;
         }
@@ -254,12 +315,7 @@ pub fn install(layout: &Layout, opts: &InstallOptions) -> io::Result<Installed> 
     } else {
         ComposefsArg::self_describing(Epoch::V1, id_digest, !repo.is_secure())
     };
-    let mut options: Vec<String> = opts.root_karg.iter().cloned().collect();
-    options.push("rw".into());
-    options.push(arg.to_string());
-    options.extend(kargs_d(&fs, &contents)?);
-    options.extend(opts.kargs.iter().cloned());
-    let options = options.join(" ");
+    let options = build_options(&fs, &contents, &arg)?;
     let name = entry_file_name(&os_id, &version, true);
     let key = sort_key(&os_id, true);
     let uki = tree.resources.iter().find(|r| {
@@ -344,7 +400,7 @@ pub fn install(layout: &Layout, opts: &InstallOptions) -> io::Result<Installed> 
         (e, BootType::Bls, Some(bd))
     };
     let origin = Origin::new(
-        &opts.image,
+        image,
         &boot_type.to_string(),
         boot_digest_hex.as_deref().unwrap_or(""),
         &digest,
@@ -354,18 +410,16 @@ pub fn install(layout: &Layout, opts: &InstallOptions) -> io::Result<Installed> 
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, layout.origin(&id))?;
 
-    if opts.bootloader == Bootloader::SystemdBoot {
+    if bootloader == Bootloader::SystemdBoot {
         install_systemd_boot(layout, &fs, &contents)?;
     }
-    let mut set = vec![(name.clone(), entry.to_string())];
-    set.extend(entryset::foreign(layout)?);
-    entryset::stage(layout, &set)?;
-    entryset::exchange(layout)?;
-    Ok(Installed {
+    Ok(Deployed {
         id,
-        entry: name,
+        name,
+        entry,
         options,
         boot_type,
+        manifest_digest: digest,
     })
 }
 

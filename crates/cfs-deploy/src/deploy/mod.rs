@@ -23,6 +23,7 @@ pub mod entryset;
 pub mod install;
 pub mod origin;
 pub mod status;
+pub mod upgrade;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
