@@ -451,6 +451,34 @@ pub(crate) enum SystemCommand {
         #[command(flatten)]
         root: SystemRoot,
     },
+    /// Remove a deployment (never the booted one).
+    DeleteDeployment {
+        /// The deployment id.
+        id: String,
+        #[command(flatten)]
+        root: SystemRoot,
+    },
+    /// Keep a deployment across upgrades (--unpin: stop keeping it).
+    Pin {
+        /// The deployment id.
+        id: String,
+        /// Unpin instead.
+        #[arg(long)]
+        unpin: bool,
+        #[command(flatten)]
+        root: SystemRoot,
+    },
+    /// Edit the kernel arguments of the default deployment (kept across upgrades).
+    Kargs {
+        /// An argument to add (replaces one with the same key=).
+        #[arg(long, value_name = "ARG")]
+        append: Vec<String>,
+        /// An argument to remove (exact, or every KEY= with `--delete KEY=`).
+        #[arg(long, value_name = "ARG")]
+        delete: Vec<String>,
+        #[command(flatten)]
+        root: SystemRoot,
+    },
     /// Remove boot binaries no entry names.
     Gc {
         #[command(flatten)]

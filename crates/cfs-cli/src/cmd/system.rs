@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 
 use cfs_deploy::deploy::install::{Bootloader, InstallOptions, install};
+use cfs_deploy::deploy::manage;
 use cfs_deploy::deploy::status::{Deployment, Status, status, to_json};
 use cfs_deploy::deploy::upgrade::{self, StageOptions, Staged, finalize};
 use cfs_deploy::deploy::{Layout, binaries, booted_id, entryset};
@@ -93,6 +94,36 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
                 Some(new) => print(&format!("Finalized {new}: the next boot starts it\n")),
                 None => print("Nothing to finalize\n"),
             }
+        }
+        SystemCommand::DeleteDeployment { id, root } => {
+            let l = layout(&root);
+            manage::delete(&l, booted(&root).as_deref(), &id)
+                .with_context(|| format!("Deleting deployment {id}"))?;
+            print(&format!("Deleted {id}\n"))
+        }
+        SystemCommand::Pin { id, unpin, root } => {
+            manage::pin(&layout(&root), &id, !unpin).with_context(|| format!("Pinning {id}"))?;
+            print(&format!(
+                "{} {id}\n",
+                if unpin { "Unpinned" } else { "Pinned" }
+            ))
+        }
+        SystemCommand::Kargs {
+            append,
+            delete,
+            root,
+        } => {
+            let l = layout(&root);
+            let options = if append.is_empty() && delete.is_empty() {
+                let (live, _) = cfs_deploy::deploy::entries::read_dir(&l.entries())?;
+                live.first()
+                    .and_then(|e| e.entry.get("options"))
+                    .unwrap_or("")
+                    .to_owned()
+            } else {
+                manage::kargs(&l, &append, &delete).context("Editing kernel arguments")?
+            };
+            print(&format!("{options}\n"))
         }
         SystemCommand::Rollback { root } => {
             let l = layout(&root);

@@ -78,6 +78,37 @@ fn status_and_rollback_on_a_directory() {
     assert_eq!(run_us(args("rollback", false)), format!("Next boot: {a}\n"));
     let json: serde_json::Value = serde_json::from_str(&run_us(args("status", true))).unwrap();
     assert_eq!(json["status"]["rollbackQueued"], false);
+
+    // Kernel arguments, pinning, deletion.
+    let with = |mut v: Vec<String>, extra: &[&str]| {
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let out = run_us(with(
+        args("kargs", false),
+        &["--append", "console=ttyS0", "--delete", "rw"],
+    ));
+    assert_eq!(
+        out,
+        format!("composefs.digest=v1-sha512-12:{a} console=ttyS0\n")
+    );
+    assert_eq!(run_us(args("kargs", false)), out);
+    assert_eq!(
+        run_us(with(args("pin", false), &[&b])),
+        format!("Pinned {b}\n")
+    );
+    let json: serde_json::Value = serde_json::from_str(&run_us(args("status", true))).unwrap();
+    assert_eq!(json["status"]["rollback"]["pinned"], true);
+    let mut del = with(args("delete-deployment", false), &[&a]);
+    del.extend(["--booted".to_string(), a.clone()]);
+    let refused = crate::boot::us_fails(&del.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(refused.contains("booted deployment"), "{refused}");
+    let mut del = with(args("delete-deployment", false), &[&b]);
+    del.extend(["--booted".to_string(), a.clone()]);
+    assert_eq!(run_us(del), format!("Deleted {b}\n"));
+    let text = run_us(args("status", false));
+    assert_eq!(text, format!("booted   {a}  oci:/srv/os:12\n"), "{text}");
+    assert!(!root.join("state/deploy").join(&b).exists());
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub mod checkout;
 pub mod entries;
 pub mod entryset;
 pub mod install;
+pub mod manage;
 pub mod origin;
 pub mod status;
 pub mod upgrade;
