@@ -435,6 +435,9 @@ pub(crate) enum SystemCommand {
         /// Download and stage, but do not apply at shutdown.
         #[arg(long)]
         download_only: bool,
+        /// Boot counting: tries before systemd-boot falls back (see mark-good).
+        #[arg(long, value_name = "N")]
+        tries: Option<u32>,
     },
     /// Stage another image for the next boot.
     Switch {
@@ -445,6 +448,14 @@ pub(crate) enum SystemCommand {
         /// Download and stage, but do not apply at shutdown.
         #[arg(long)]
         download_only: bool,
+        /// Boot counting: tries before systemd-boot falls back (see mark-good).
+        #[arg(long, value_name = "N")]
+        tries: Option<u32>,
+    },
+    /// Boot counting: the booted deployment booted well (run by boot-complete.target).
+    MarkGood {
+        #[command(flatten)]
+        root: SystemRoot,
     },
     /// Apply the staged deployment: merge /etc, swap the entry sets (run at shutdown).
     Finalize {

@@ -81,12 +81,22 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
         SystemCommand::Upgrade {
             root,
             download_only,
-        } => stage(&root, None, download_only),
+            tries,
+        } => stage(&root, None, download_only, tries),
         SystemCommand::Switch {
             image,
             root,
             download_only,
-        } => stage(&root, Some(image), download_only),
+            tries,
+        } => stage(&root, Some(image), download_only, tries),
+        SystemCommand::MarkGood { root } => {
+            let l = layout(&root);
+            let id = need_booted(&root)?;
+            match manage::mark_good(&l, &id).context("Marking the boot good")? {
+                Some(name) => print(&format!("Marked good: {name}\n")),
+                None => print("Nothing to mark: the entry has no boot counter\n"),
+            }
+        }
         SystemCommand::Finalize { root } => {
             let l = layout(&root);
             let id = need_booted(&root)?;
@@ -186,12 +196,18 @@ fn need_booted(root: &SystemRoot) -> Result<String> {
     })
 }
 
-fn stage(root: &SystemRoot, image: Option<String>, download_only: bool) -> Result<()> {
+fn stage(
+    root: &SystemRoot,
+    image: Option<String>,
+    download_only: bool,
+    tries: Option<u32>,
+) -> Result<()> {
     let l = layout(root);
     let id = need_booted(root)?;
     let opts = StageOptions {
         image,
         download_only,
+        tries,
     };
     match upgrade::stage(&l, &id, &opts)
         .with_context(|| format!("Staging on {}", l.root.display()))?

@@ -292,7 +292,7 @@ fn switch_finalize_and_rollback_keep_local_etc_changes() {
     let etc_a = root.join("state/deploy").join(&a).join("etc");
     std::fs::write(etc_a.join("hostname"), "edited-locally\n").unwrap();
     std::fs::write(etc_a.join("local-only.conf"), "mine\n").unwrap();
-    let staged = sys(&["switch", &src(&v2)], &a);
+    let staged = sys(&["switch", &src(&v2), "--tries", "3"], &a);
     let b = staged
         .trim()
         .strip_prefix("Staged ")
@@ -331,6 +331,21 @@ fn switch_finalize_and_rollback_keep_local_etc_changes() {
     assert!(
         etc_b.join("selinux/config").is_file(),
         "the new image's own /etc is there"
+    );
+    // Boot counting: the new entry has 3 tries until it is marked good.
+    assert!(
+        esp.join("loader/entries/bootc_debian-12-1+3.conf")
+            .is_file()
+    );
+    let text = sys(&["status"], &b);
+    assert!(text.contains("(boot tries left 3, failed 0)"), "{text}");
+    assert_eq!(
+        sys(&["mark-good"], &b),
+        "Marked good: bootc_debian-12-1.conf\n"
+    );
+    assert_eq!(
+        sys(&["mark-good"], &b),
+        "Nothing to mark: the entry has no boot counter\n"
     );
     // "Reboot" into b: a is the rollback; rollback makes a the default again.
     let text = sys(&["status"], &b);

@@ -130,6 +130,26 @@ pub fn kargs(layout: &Layout, append: &[String], delete: &[String]) -> io::Resul
     Ok(options)
 }
 
+/// Boot counting: the booted deployment's entry loses its `+LEFT[-DONE]`
+/// counter (it booted far enough), by an atomic rename in the live set.
+/// Returns the new file name, or `None` when it had no counter.
+pub fn mark_good(layout: &Layout, booted: &str) -> io::Result<Option<String>> {
+    let (live, _) = entries::read_dir(&layout.entries())?;
+    let Some(e) = live.iter().find(|e| e.id.as_deref() == Some(booted)) else {
+        return Err(other(format!(
+            "the booted deployment {booted} has no boot entry"
+        )));
+    };
+    if e.tries.is_none() {
+        return Ok(None);
+    }
+    let name = entries::file_name_with(&e.base_name, None);
+    let dir = layout.entries();
+    std::fs::rename(dir.join(&e.file_name), dir.join(&name))?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(Some(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +206,32 @@ mod tests {
         assert!(!l.state(&b).exists());
         assert!(!l.kernel_dir(&b).exists());
         assert!(l.kernel_dir(&a).exists());
+    }
+
+    #[test]
+    fn mark_good_drops_the_counter() {
+        let (_tmp, l, a, _b) = setup();
+        assert_eq!(mark_good(&l, &a).unwrap(), None);
+        let dir = l.entries();
+        std::fs::rename(
+            dir.join("bootc_d-12-1.conf"),
+            dir.join("bootc_d-12-1+2-1.conf"),
+        )
+        .unwrap();
+        let (live, _) = entries::read_dir(&dir).unwrap();
+        assert_eq!(
+            live.iter()
+                .find(|e| e.id.as_deref() == Some(a.as_str()))
+                .unwrap()
+                .tries,
+            Some((2, 1))
+        );
+        assert_eq!(
+            mark_good(&l, &a).unwrap().as_deref(),
+            Some("bootc_d-12-1.conf")
+        );
+        assert!(dir.join("bootc_d-12-1.conf").is_file());
+        assert!(mark_good(&l, &"c".repeat(128)).is_err());
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct StageOptions {
     pub image: Option<String>,
     /// Download only: finalize leaves it staged.
     pub download_only: bool,
+    /// Boot counting: the new entry gets this many tries (systemd-boot's
+    /// `+N` counter); without `mark-good` it falls back by itself.
+    pub tries: Option<u32>,
 }
 
 /// The booted entry's options with the composefs argument replaced by `arg`.
@@ -180,7 +183,7 @@ pub fn stage(layout: &Layout, booted: &str, opts: &StageOptions) -> io::Result<S
     let new_entry = BootEntry {
         file_name: deployed.name.clone(),
         base_name: deployed.name.trim_end_matches(".conf").to_owned(),
-        tries: None,
+        tries: opts.tries.map(|t| (t, 0)),
         entry: deployed.entry.clone(),
         id: Some(deployed.id.clone()),
         boots: entries::deployment_of(&deployed.entry).1,
