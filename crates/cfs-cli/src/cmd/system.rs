@@ -6,7 +6,7 @@ use cfs_deploy::deploy::install::{Bootloader, InstallOptions, install};
 use cfs_deploy::deploy::manage;
 use cfs_deploy::deploy::status::{Deployment, Status, status, to_json};
 use cfs_deploy::deploy::upgrade::{self, StageOptions, Staged, finalize};
-use cfs_deploy::deploy::{Layout, binaries, booted_id, entryset};
+use cfs_deploy::deploy::{Layout, booted_id, entryset};
 
 use super::repo::print;
 use crate::cli::{InstallCommand, SystemCommand, SystemRoot};
@@ -68,14 +68,32 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
         }
         SystemCommand::Gc { root, dry_run } => {
             let l = layout(&root);
-            let done = binaries::gc(&l, booted(&root).as_deref(), dry_run)
-                .with_context(|| format!("Collecting boot binaries of {}", l.boot.display()))?;
+            let done = cfs_deploy::deploy::gc::gc(&l, booted(&root).as_deref(), dry_run)
+                .with_context(|| format!("Collecting {}", l.root.display()))?;
             let verb = if dry_run { "would remove" } else { "removed" };
             let mut out = String::new();
-            for p in &done.removed {
+            for p in &done.binaries {
                 out.push_str(&format!("{verb} {}\n", p.display()));
             }
-            out.push_str(&format!("{} boot binaries {verb}\n", done.removed.len()));
+            for id in &done.states {
+                out.push_str(&format!("{verb} state of {id}\n"));
+            }
+            for t in &done.tags_removed {
+                out.push_str(&format!("{verb} tag {t}\n"));
+            }
+            for t in &done.tags_added {
+                out.push_str(&format!("tagged {t}\n"));
+            }
+            for p in &done.problems {
+                out.push_str(&format!("warning: {p}\n"));
+            }
+            out.push_str(&format!(
+                "{} boot binaries, {} state directories, {} objects ({} bytes) {verb}\n",
+                done.binaries.len(),
+                done.states.len(),
+                done.repo.objects_removed,
+                done.repo.bytes_removed
+            ));
             print(&out)
         }
         SystemCommand::Upgrade {

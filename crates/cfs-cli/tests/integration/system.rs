@@ -223,7 +223,10 @@ fn install_a_debian_image_to_a_filesystem() {
         "--booted",
         &id,
     ]);
-    assert_eq!(gc, "0 boot binaries removed\n");
+    assert!(
+        gc.contains("0 boot binaries, 0 state directories, ") && !gc.contains("removed tag"),
+        "{gc}"
+    );
     let fsck = us(&["--repo", root.join("composefs").to_str().unwrap(), "fsck"]);
     assert!(fsck.contains("status: ok"), "{fsck}");
 }
@@ -356,7 +359,34 @@ fn switch_finalize_and_rollback_keep_local_etc_changes() {
     assert_eq!(sys(&["rollback"], &b), format!("Next boot: {a}\n"));
     let status: serde_json::Value = serde_json::from_str(&sys(&["status", "--json"], &b)).unwrap();
     assert_eq!(status["status"]["rollbackQueued"], true);
-    // Both kernels are live (identical kernels share one directory); gc keeps them.
+    // Both deployments are live: gc keeps their binaries, states and tags
+    // (only the streams superseded when boot images were named go).
     let gc = sys(&["gc"], &b);
-    assert_eq!(gc, "0 boot binaries removed\n");
+    assert!(
+        gc.contains("0 boot binaries, 0 state directories, ") && !gc.contains("removed tag"),
+        "{gc}"
+    );
+    // Delete a (the queued default: the default becomes b again), then gc
+    // drops a's tag and its objects; the repository stays consistent.
+    assert_eq!(
+        sys(&["delete-deployment", &a], &b),
+        format!("Deleted {a}\n")
+    );
+    let gc = sys(&["gc"], &b);
+    assert!(gc.contains("removed tag localhost/bootc-sha256:"), "{gc}");
+    assert!(!gc.contains(" 0 objects"), "{gc}");
+    let text = sys(&["status"], &b);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let repo = root.join("composefs");
+    let fsck = us(&["--repo", repo.to_str().unwrap(), "fsck"]);
+    assert!(fsck.contains("status: ok"), "{fsck}");
+    let images = us(&["--repo", repo.to_str().unwrap(), "oci", "images"]);
+    assert_eq!(
+        images
+            .lines()
+            .filter(|l| l.contains("localhost/bootc-"))
+            .count(),
+        1,
+        "{images}"
+    );
 }

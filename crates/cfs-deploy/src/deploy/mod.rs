@@ -20,6 +20,7 @@ pub mod binaries;
 pub mod checkout;
 pub mod entries;
 pub mod entryset;
+pub mod gc;
 pub mod install;
 pub mod manage;
 pub mod origin;
