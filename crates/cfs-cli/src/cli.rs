@@ -503,6 +503,28 @@ pub(crate) enum SystemCommand {
 /// `system install` targets.
 #[derive(Debug, Subcommand)]
 pub(crate) enum InstallCommand {
+    /// Partition and format a new disk image (GPT: ESP + ext4 root) and install onto it.
+    ToDisk {
+        /// The image (any source `oci pull` takes).
+        image: String,
+        /// The disk image file to create.
+        disk: PathBuf,
+        /// Size of the disk image (bytes, or K/M/G/T; default 8G, sparse).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        size: Option<u64>,
+        /// Size of the ESP in MiB (default 1024).
+        #[arg(long, value_name = "MIB", default_value_t = 1024)]
+        esp_size: u64,
+        /// A kernel argument to add (may be repeated).
+        #[arg(long, value_name = "ARG")]
+        karg: Vec<String>,
+        /// Install on a filesystem without fs-verity (files not verified at boot).
+        #[arg(long)]
+        allow_missing_verity: bool,
+        /// systemd-boot (from the image) or none (entries only).
+        #[arg(long, value_name = "NAME", default_value = "systemd-boot", value_parser = ["systemd-boot", "none"])]
+        bootloader: String,
+    },
     /// Install onto a mounted filesystem (ROOT) and a boot directory.
     ToFilesystem {
         /// The image (any source `oci pull` takes).

@@ -66,6 +66,44 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
                 done.id, done.boot_type, done.entry
             ))
         }
+        SystemCommand::Install(InstallCommand::ToDisk {
+            image,
+            disk,
+            size,
+            esp_size,
+            karg,
+            allow_missing_verity,
+            bootloader,
+        }) => {
+            let opts = InstallOptions {
+                image: image.clone(),
+                kargs: karg,
+                root_karg: None,
+                allow_missing_verity,
+                bootloader: if bootloader == "none" {
+                    Bootloader::None
+                } else {
+                    Bootloader::SystemdBoot
+                },
+            };
+            let mut disk_opts = cfs_deploy::deploy::disk::DiskOptions {
+                esp_mib: esp_size,
+                ..Default::default()
+            };
+            if let Some(s) = size {
+                disk_opts.size = s;
+            }
+            let done = cfs_deploy::deploy::disk::install_to_disk(&disk, &disk_opts, &opts)
+                .with_context(|| format!("Installing {image} to {}", disk.display()))?;
+            print(&format!(
+                "Installed {image} to {}\n  deployment {}\n  boot type  {}\n  entry      {}\n  options    {}\n",
+                disk.display(),
+                done.id,
+                done.boot_type,
+                done.entry,
+                done.options
+            ))
+        }
         SystemCommand::Gc { root, dry_run } => {
             let l = layout(&root);
             let done = cfs_deploy::deploy::gc::gc(&l, booted(&root).as_deref(), dry_run)

@@ -390,3 +390,122 @@ fn switch_finalize_and_rollback_keep_local_etc_changes() {
         "{images}"
     );
 }
+
+#[test]
+fn install_to_disk_and_read_it_back() {
+    if !crate::support::privileged("install_to_disk_and_read_it_back")
+        || !crate::oci_support::have_tools(
+            "install_to_disk_and_read_it_back",
+            &["sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "losetup"],
+        )
+    {
+        return;
+    }
+    let Some(os) = crate::debian_os::build("plain", None) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("disk.raw");
+    let image = format!("oci:{}:latest", os.join("oci").display());
+    let out = us(&[
+        "system",
+        "install",
+        "to-disk",
+        "--size",
+        "3G",
+        "--allow-missing-verity",
+        &image,
+        disk.to_str().unwrap(),
+    ]);
+    let id = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("deployment "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // Partition table: a 1 GiB ESP and an x86-64 root.
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::process::Command::new("sfdisk")
+            .arg("--json")
+            .arg(&disk)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let parts = json["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(json["partitiontable"]["label"], "gpt");
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0]["type"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    assert_eq!(parts[0]["size"].as_u64().unwrap() * 512, 1 << 30);
+    assert_eq!(parts[1]["type"], "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
+    let (esp_off, root_off, root_size) = (
+        parts[0]["start"].as_u64().unwrap() * 512,
+        parts[1]["start"].as_u64().unwrap() * 512,
+        parts[1]["size"].as_u64().unwrap() * 512,
+    );
+    // The ESP, read with mtools.
+    let esp = tmp.path().join("esp");
+    std::fs::create_dir(&esp).unwrap();
+    let fat = format!("{}@@{esp_off}", disk.display());
+    for dir in ["::/loader", "::/EFI"] {
+        let st = std::process::Command::new("mcopy")
+            .args(["-s", "-n", "-i", &fat, dir])
+            .arg(&esp)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let entry = std::fs::read_to_string(esp.join("loader/entries/bootc_debian-12-1.conf")).unwrap();
+    assert!(entry.contains("options root=UUID="), "{entry}");
+    assert!(esp.join("EFI/BOOT/BOOTX64.EFI").is_file());
+    assert!(
+        esp.join(format!("EFI/Linux/bootc_composefs-{id}/vmlinuz"))
+            .is_file()
+    );
+    // The root partition, mounted: status reads the deployment back.
+    let dev = String::from_utf8(
+        std::process::Command::new("losetup")
+            .args([
+                "--find",
+                "--show",
+                "--offset",
+                &root_off.to_string(),
+                "--sizelimit",
+                &root_size.to_string(),
+            ])
+            .arg(&disk)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let dev = dev.trim().to_owned();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    assert!(
+        std::process::Command::new("mount")
+            .args(["-o", "ro", &dev])
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cfsctl"))
+        .args(["system", "status", "--root"])
+        .arg(&mnt)
+        .arg("--boot-dir")
+        .arg(&esp)
+        .args(["--booted", &id])
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    let _ = std::process::Command::new("losetup")
+        .args(["-d", &dev])
+        .status();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.starts_with(&format!("booted   {id}  {image}")),
+        "{text}"
+    );
+}

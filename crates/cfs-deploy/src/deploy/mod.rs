@@ -18,6 +18,7 @@
 
 pub mod binaries;
 pub mod checkout;
+pub mod disk;
 pub mod entries;
 pub mod entryset;
 pub mod gc;
