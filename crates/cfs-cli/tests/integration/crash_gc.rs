@@ -151,7 +151,7 @@ fn gc_killed_at_every_unlink_leaves_fsck_clean() {
     eprintln!("gc killed at {kills} points; fsck clean after each");
 }
 
-fn find_strace() -> Option<std::path::PathBuf> {
+pub(crate) fn find_strace() -> Option<std::path::PathBuf> {
     ["/usr/bin/strace", "/bin/strace"]
         .iter()
         .map(std::path::PathBuf::from)

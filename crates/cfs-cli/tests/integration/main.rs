@@ -27,4 +27,5 @@ mod repo_interop;
 mod stub_registry;
 mod support;
 mod system;
+mod system_model;
 mod verity;

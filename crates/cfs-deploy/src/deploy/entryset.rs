@@ -23,9 +23,10 @@ use super::Layout;
 use super::entries::{self, BootEntry, ENTRY_PREFIX};
 use crate::bls::Entry;
 
-/// Writes `set` (file name, entry) as `loader/entries.staged`, replacing a
-/// previous staged set; nothing is live yet.
-pub fn stage(layout: &Layout, set: &[(String, String)]) -> io::Result<()> {
+/// Writes `set` (file name, entry text) as `loader/<name>` (through a
+/// temporary directory, files and directories fsynced), replacing an
+/// existing directory of that name.
+fn write_set(layout: &Layout, name: &str, set: &[(String, String)]) -> io::Result<()> {
     let loader = layout.boot.join("loader");
     std::fs::create_dir_all(&loader)?;
     let tmp = loader.join(format!("entries.tmp-{}", std::process::id()));
@@ -33,36 +34,83 @@ pub fn stage(layout: &Layout, set: &[(String, String)]) -> io::Result<()> {
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir(&tmp)?;
-    for (name, text) in set {
-        if name.contains('/') || !name.ends_with(".conf") {
-            return Err(io::Error::other(format!("bad entry file name {name:?}")));
+    for (file, text) in set {
+        if file.contains('/') || !file.ends_with(".conf") {
+            return Err(io::Error::other(format!("bad entry file name {file:?}")));
         }
-        let mut f = File::create(tmp.join(name))?;
+        let mut f = File::create(tmp.join(file))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
     File::open(&tmp)?.sync_all()?;
-    let staged = layout.staged_entries();
-    if staged.exists() {
-        std::fs::remove_dir_all(&staged)?;
+    let target = loader.join(name);
+    if target.exists() {
+        std::fs::remove_dir_all(&target)?;
     }
-    std::fs::rename(&tmp, &staged)?;
+    std::fs::rename(&tmp, &target)?;
     File::open(&loader)?.sync_all()
+}
+
+/// Writes `set` as `loader/entries.staged`, replacing a previous staged
+/// set; nothing is live yet (see [`exchange`]).
+pub fn stage(layout: &Layout, set: &[(String, String)]) -> io::Result<()> {
+    write_set(layout, "entries.staged", set)
+}
+
+/// Makes `set` the live set at once (rollback, delete, kargs), through
+/// `loader/entries.next`: a staged upgrade set is left alone.
+pub fn replace_live(layout: &Layout, set: &[(String, String)]) -> io::Result<()> {
+    write_set(layout, "entries.next", set)?;
+    exchange_dir(layout, "entries.next")
 }
 
 /// Makes the staged set live: exchanges `entries.staged` with `entries`
 /// atomically, then removes the old set.
 pub fn exchange(layout: &Layout) -> io::Result<()> {
-    let (live, staged) = (layout.entries(), layout.staged_entries());
+    exchange_dir(layout, "entries.staged")
+}
+
+/// Exchanges `loader/<name>` with `loader/entries`; the old set is renamed
+/// `entries.old-<pid>` before it is removed, so a crash never leaves it
+/// under a name that means something (gc removes such leftovers).
+fn exchange_dir(layout: &Layout, name: &str) -> io::Result<()> {
     let loader = layout.boot.join("loader");
+    let (live, new) = (layout.entries(), loader.join(name));
     if live.exists() {
-        renameat_with(CWD, &staged, CWD, &live, RenameFlags::EXCHANGE)?;
+        renameat_with(CWD, &new, CWD, &live, RenameFlags::EXCHANGE)?;
         File::open(&loader)?.sync_all()?;
-        std::fs::remove_dir_all(&staged)?;
+        let old = loader.join(format!("entries.old-{}", std::process::id()));
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        std::fs::rename(&new, &old)?;
+        File::open(&loader)?.sync_all()?;
+        std::fs::remove_dir_all(&old)?;
     } else {
-        std::fs::rename(&staged, &live)?;
+        std::fs::rename(&new, &live)?;
     }
     File::open(&loader)?.sync_all()
+}
+
+/// Removes leftovers of interrupted writes (`entries.tmp-*`,
+/// `entries.old-*`, `entries.next`); returns how many.
+pub fn clean_leftovers(layout: &Layout) -> io::Result<usize> {
+    let loader = layout.boot.join("loader");
+    let mut n = 0;
+    let Ok(list) = std::fs::read_dir(&loader) else {
+        return Ok(0);
+    };
+    for item in list {
+        let name = item?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("entries.tmp-")
+            || name.starts_with("entries.old-")
+            || name == "entries.next"
+        {
+            std::fs::remove_dir_all(loader.join(&name))?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The entries in `loader/entries` we do not own, to carry over.
@@ -149,8 +197,13 @@ pub fn rollback(layout: &Layout) -> io::Result<String> {
     live.swap(0, 1);
     let mut set = renumber(&live)?;
     set.extend(foreign(layout)?);
-    stage(layout, &set)?;
-    exchange(layout)?;
+    replace_live(layout, &set)?;
+    // As bootc: a rollback drops a staged deployment (its state is an
+    // orphan for gc).
+    let _ = std::fs::remove_file(layout.staged_marker());
+    if layout.staged_entries().exists() {
+        std::fs::remove_dir_all(layout.staged_entries())?;
+    }
     Ok(live[0].id.clone().unwrap_or_default())
 }
 

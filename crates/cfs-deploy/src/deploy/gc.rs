@@ -56,22 +56,26 @@ pub fn gc(layout: &Layout, booted: Option<&str>, dry_run: bool) -> io::Result<Sy
             "not collecting: an entry cannot be read ({p})"
         )));
     }
-    let mut ids: HashSet<String> = live
+    let ids: HashSet<String> = live
         .iter()
         .chain(&staged)
         .filter_map(|e| e.id.clone())
         .collect();
-    if let Ok(t) = read_small_file(&layout.staged_marker(), 4096)
-        && let Some(m) = StagedMarker::parse(&t)
-    {
-        ids.insert(m.id);
-    }
+    // A marker naming a deployment no entry names (an interrupted stage)
+    // is stale: it goes with the orphan state.
+    let stale_marker = read_small_file(&layout.staged_marker(), 4096)
+        .ok()
+        .and_then(|t| StagedMarker::parse(&t))
+        .is_some_and(|m| !ids.contains(&m.id));
     if let Some(b) = booted
         && !ids.contains(b)
     {
         return Err(other(format!(
             "inconsistent state: the booted deployment {b} has no boot entry; nothing removed"
         )));
+    }
+    if !dry_run {
+        super::entryset::clean_leftovers(layout)?;
     }
     let mut out = SystemGc {
         binaries: binaries::gc(layout, booted, dry_run)?.removed,
@@ -90,6 +94,9 @@ pub fn gc(layout: &Layout, booted: Option<&str>, dry_run: bool) -> io::Result<Sy
             }
             out.states.push(name);
         }
+    }
+    if stale_marker && !dry_run {
+        std::fs::remove_file(layout.staged_marker())?;
     }
     if !dry_run && let Ok(list) = std::fs::read_dir(layout.root.join("state")) {
         for item in list {

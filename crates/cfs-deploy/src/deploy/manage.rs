@@ -46,8 +46,7 @@ pub fn delete(layout: &Layout, booted: Option<&str>, id: &str) -> io::Result<()>
         .collect();
     let mut set = entryset::renumber(&rest)?;
     set.extend(entryset::foreign(layout)?);
-    entryset::stage(layout, &set)?;
-    entryset::exchange(layout)?;
+    entryset::replace_live(layout, &set)?;
     if layout.state(id).exists() {
         std::fs::remove_dir_all(layout.state(id))?;
     }
@@ -125,8 +124,7 @@ pub fn kargs(layout: &Layout, append: &[String], delete: &[String]) -> io::Resul
     first.entry.set("options", &options).map_err(other)?;
     let mut set = entryset::renumber(&live)?;
     set.extend(entryset::foreign(layout)?);
-    entryset::stage(layout, &set)?;
-    entryset::exchange(layout)?;
+    entryset::replace_live(layout, &set)?;
     Ok(options)
 }
 

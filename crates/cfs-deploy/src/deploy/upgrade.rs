@@ -227,9 +227,29 @@ pub fn finalize(layout: &Layout, booted: &str) -> io::Result<Option<String>> {
     if marker.finalization_locked {
         return Ok(None);
     }
-    if !layout.staged_entries().exists() {
+    // The staged set must boot the marker's deployment; if the live set
+    // already does, an earlier finalize was interrupted after the exchange:
+    // only its cleanup is left.
+    let (staged, _) = entries::read_dir(&layout.staged_entries())?;
+    if !staged
+        .iter()
+        .any(|e| e.id.as_deref() == Some(marker.id.as_str()))
+    {
+        let (live, _) = entries::read_dir(&layout.entries())?;
+        if live
+            .iter()
+            .any(|e| e.id.as_deref() == Some(marker.id.as_str()))
+        {
+            if layout.staged_entries().exists() {
+                std::fs::remove_dir_all(layout.staged_entries())?;
+            }
+            std::fs::remove_file(layout.staged_marker())?;
+            entryset::clean_leftovers(layout)?;
+            binaries::gc(layout, Some(booted), false)?;
+            return Ok(Some(marker.id));
+        }
         return Err(other(format!(
-            "the staged marker names {} but no entry set is staged",
+            "the staged marker names {} but no entry set boots it; run `system gc` to drop the stale marker",
             marker.id
         )));
     }
@@ -244,6 +264,7 @@ pub fn finalize(layout: &Layout, booted: &str) -> io::Result<Option<String>> {
     result.map_err(other)?;
     entryset::exchange(layout)?;
     std::fs::remove_file(layout.staged_marker())?;
+    entryset::clean_leftovers(layout)?;
     binaries::gc(layout, Some(booted), false)?;
     Ok(Some(marker.id))
 }
