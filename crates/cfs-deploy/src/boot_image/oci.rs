@@ -107,9 +107,15 @@ pub fn ensure_boot_image(
     filter: XattrFilter,
 ) -> Result<BootImageReport, OciBootError> {
     let versions = repo.erofs_versions();
+    // Named in the config and linked under images/ (an interrupted gc may
+    // have pruned the link of an object that became reachable again).
     let cached: Option<Vec<(u32, Digest)>> = versions
         .iter()
-        .map(|&v| img.boot_image(v, filter).map(|d| (v, *d)))
+        .map(|&v| {
+            img.boot_image(v, filter)
+                .filter(|d| repo.resolve_image(&d.to_hex()).is_ok_and(|r| r == **d))
+                .map(|d| (v, *d))
+        })
         .collect();
     if let Some(images) = cached {
         return Ok(BootImageReport {

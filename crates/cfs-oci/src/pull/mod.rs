@@ -342,8 +342,12 @@ fn already_pulled(repo: &Repository, digest: &str) -> Result<Option<OciImage>, P
         }
     }
     for v in repo.erofs_versions() {
+        // The object and its images/ link (an interrupted gc may have
+        // pruned the link of an object that is reachable again).
         match image.linked_image(v) {
-            Some(d) if repo.has_object(d).map_err(StoreError::from)? => {}
+            Some(d)
+                if repo.has_object(d).map_err(StoreError::from)?
+                    && repo.resolve_image(&d.to_hex()).is_ok_and(|r| r == *d) => {}
             _ => return Ok(None),
         }
     }
