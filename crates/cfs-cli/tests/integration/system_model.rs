@@ -22,21 +22,8 @@ use cfs_deploy::deploy::Layout;
 use cfs_deploy::deploy::entries::{self, Boots};
 use cfs_deploy::deploy::status::status;
 
+use crate::boot_interop::Rng;
 use crate::oci_support::{Hdr, Tar, plain, write_layout};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// A small OS image, version `v` (kernels change every third version).
 fn os_layout(dir: &Path, v: u32) -> String {
