@@ -106,34 +106,57 @@ pub fn ensure_boot_image(
     img: &OciImage,
     filter: XattrFilter,
 ) -> Result<BootImageReport, OciBootError> {
-    let versions = repo.erofs_versions();
-    // Named in the config and linked under images/ (an interrupted gc may
-    // have pruned the link of an object that became reachable again).
-    let cached: Option<Vec<(u32, Digest)>> = versions
+    if let Some(report) = cached_boot_image(repo, img, filter) {
+        return Ok(report);
+    }
+    let (fs, tree) = boot_tree(repo, img, filter)?;
+    commit_boot_tree(repo, img, filter, &fs, &tree)
+}
+
+/// The boot images of `img` for `filter` in every repository format, if all
+/// are named in its config and linked under `images/` (an interrupted gc
+/// may have pruned the link of an object that became reachable again).
+pub fn cached_boot_image(
+    repo: &Repository,
+    img: &OciImage,
+    filter: XattrFilter,
+) -> Option<BootImageReport> {
+    let images: Vec<(u32, Digest)> = repo
+        .erofs_versions()
         .iter()
         .map(|&v| {
             img.boot_image(v, filter)
                 .filter(|d| repo.resolve_image(&d.to_hex()).is_ok_and(|r| r == **d))
                 .map(|d| (v, *d))
         })
-        .collect();
-    if let Some(images) = cached {
-        return Ok(BootImageReport {
-            images,
-            filter,
-            ukis: Vec::new(),
-            labelled: false,
-            cached: true,
-            boot_type: None,
-            kernels: Vec::new(),
-        });
-    }
-    let (fs, tree) = boot_tree(repo, img, filter)?;
+        .collect::<Option<_>>()?;
+    Some(BootImageReport {
+        images,
+        filter,
+        ukis: Vec::new(),
+        labelled: false,
+        cached: true,
+        boot_type: None,
+        kernels: Vec::new(),
+    })
+}
+
+/// Writes the boot images of the boot-transformed tree `fs` (see
+/// [`boot_tree`]) in every repository format, after checking sealed UKIs
+/// against them, and names them in the config stream of `img`.
+pub fn commit_boot_tree(
+    repo: &Repository,
+    img: &OciImage,
+    filter: XattrFilter,
+    fs: &FileSystem,
+    tree: &BootTree,
+) -> Result<BootImageReport, OciBootError> {
+    let versions = repo.erofs_versions();
     let alg = repo.algorithm();
     let mut bytes = Vec::new();
     for v in BOOT_VERSIONS.iter().chain(&versions) {
         if !bytes.iter().any(|(w, _)| w == v) {
-            bytes.push((*v, image_bytes(&fs, *v)?));
+            bytes.push((*v, image_bytes(fs, *v)?));
         }
     }
     let id_of = |v: u32| {
@@ -146,7 +169,7 @@ pub fn ensure_boot_image(
         v1: id_of(1).unwrap_or_else(|| digest_bytes(alg, b"")),
         v2: id_of(2).unwrap_or_else(|| digest_bytes(alg, b"")),
     };
-    let ukis = sealed::check(&fs, &RepoContents(repo), &tree.resources, &ids)?;
+    let ukis = sealed::check(fs, &RepoContents(repo), &tree.resources, &ids)?;
     let mut images = Vec::new();
     let mut refs = Vec::new();
     for v in versions {
@@ -158,7 +181,7 @@ pub fn ensure_boot_image(
         images.push((v, digest));
     }
     link_config_refs(repo, img, &refs)?;
-    let (boot_type, kernels) = kernels(&fs, repo, &tree.resources)?;
+    let (boot_type, kernels) = kernels(fs, repo, &tree.resources)?;
     Ok(BootImageReport {
         images,
         filter,

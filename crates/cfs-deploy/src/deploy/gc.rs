@@ -18,9 +18,8 @@ use std::path::PathBuf;
 use cfs_core::repository::{GcOptions, GcReport, OpenOptions, Repository};
 use cfs_oci::store::{list_tags, tag_image, untag_image};
 
-use super::origin::Origin;
 use super::status::StagedMarker;
-use super::{Layout, binaries, entries, read_small_file};
+use super::{Layout, binaries, entries, other, read_small_file};
 
 /// The prefix of the tags deployments keep their images with.
 pub const TAG_PREFIX: &str = "localhost/bootc-";
@@ -41,10 +40,6 @@ pub struct SystemGc {
     /// What is missing (e.g. a live deployment's manifest: bootc #2422),
     /// reported, not fatal.
     pub problems: Vec<String>,
-}
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 /// Collects (see the module docs).
@@ -114,10 +109,7 @@ pub fn gc(layout: &Layout, booted: Option<&str>, dry_run: bool) -> io::Result<Sy
     let repo = Repository::open(&repo_path, &OpenOptions::default()).map_err(other)?;
     let manifests: BTreeSet<String> = ids
         .iter()
-        .filter_map(|id| {
-            read_small_file(&layout.origin(id), super::origin::MAX_ORIGIN_LEN as u64).ok()
-        })
-        .filter_map(|t| Origin::parse(&t).ok())
+        .filter_map(|id| layout.read_origin(id).ok())
         .filter_map(|o| o.manifest_digest().map(str::to_owned))
         .collect();
     let tags = list_tags(&repo).map_err(other)?;

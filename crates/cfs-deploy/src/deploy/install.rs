@@ -27,9 +27,9 @@ use cfs_oci::source::{SourceOptions, open_source};
 use cfs_oci::store::{OciImage, tag_image};
 
 use super::origin::Origin;
-use super::{Layout, binaries, checkout, entryset};
+use super::{Layout, binaries, checkout, entryset, other};
 use crate::bls::Entry;
-use crate::boot_image::oci::{boot_tree, ensure_boot_image};
+use crate::boot_image::oci::{boot_tree, cached_boot_image, commit_boot_tree};
 use crate::boot_image::resources::boot_digest;
 use crate::boot_image::{BootType, Contents, PeKind, RepoContents, Resource};
 use crate::cmdline::{ComposefsArg, Epoch};
@@ -71,10 +71,6 @@ pub struct Installed {
     pub options: String,
     /// `bls` or `uki`.
     pub boot_type: BootType,
-}
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 fn at(path: &std::path::Path, e: io::Error) -> io::Error {
@@ -262,7 +258,14 @@ pub fn deploy_image(
     let digest = report.manifest_digest.clone();
     tag_image(repo, &digest, &format!("localhost/bootc-{digest}")).map_err(other)?;
     let img = OciImage::open_manifest(repo, &digest).map_err(other)?;
-    let boot = ensure_boot_image(repo, &img, XattrFilter::AllowlistOnly).map_err(other)?;
+    let filter = XattrFilter::AllowlistOnly;
+    // One boot tree serves the boot image (unless already stored) and the
+    // deployment's /etc, /var and boot binaries.
+    let (fs, tree) = boot_tree(repo, &img, filter).map_err(other)?;
+    let boot = match cached_boot_image(repo, &img, filter) {
+        Some(b) => b,
+        None => commit_boot_tree(repo, &img, filter, &fs, &tree).map_err(other)?,
+    };
     let (v, id_digest) = boot
         .images
         .first()
@@ -275,8 +278,6 @@ pub fn deploy_image(
             format!("deployment {id} already exists"),
         ));
     }
-    let img = OciImage::open_manifest(repo, &digest).map_err(other)?;
-    let (fs, tree) = boot_tree(repo, &img, XattrFilter::AllowlistOnly).map_err(other)?;
     let contents = RepoContents(repo);
 
     // State.
@@ -405,10 +406,7 @@ pub fn deploy_image(
         boot_digest_hex.as_deref().unwrap_or(""),
         &digest,
     );
-    let tmp = state.join(format!("{id}.origin.tmp"));
-    std::fs::write(&tmp, origin.to_string())?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, layout.origin(&id))?;
+    layout.write_origin(&id, &origin)?;
 
     if bootloader == Bootloader::SystemdBoot {
         install_systemd_boot(layout, &fs, &contents)?;
@@ -440,10 +438,7 @@ fn install_systemd_boot(
     for dest in ["EFI/systemd/systemd-bootx64.efi", "EFI/BOOT/BOOTX64.EFI"] {
         let path = layout.boot.join(dest);
         std::fs::create_dir_all(path.parent().ok_or_else(|| other("no parent"))?)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &data)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        super::write_atomic(&path, &data)?;
     }
     let conf = layout.boot.join("loader/loader.conf");
     if !conf.exists() {

@@ -15,12 +15,7 @@
 use std::io;
 
 use super::entries::{self};
-use super::origin::Origin;
-use super::{Layout, binaries, entryset, read_small_file};
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
+use super::{Layout, binaries, entryset, other};
 
 /// Removes deployment `id` (never the booted one).
 pub fn delete(layout: &Layout, booted: Option<&str>, id: &str) -> io::Result<()> {
@@ -56,15 +51,11 @@ pub fn delete(layout: &Layout, booted: Option<&str>, id: &str) -> io::Result<()>
 
 /// Pins (or unpins) deployment `id`.
 pub fn pin(layout: &Layout, id: &str, pinned: bool) -> io::Result<()> {
-    let path = layout.origin(id);
-    let text = read_small_file(&path, super::origin::MAX_ORIGIN_LEN as u64)
-        .map_err(|e| other(format!("no deployment {id} ({}: {e})", path.display())))?;
-    let mut origin = Origin::parse(&text).map_err(other)?;
+    let mut origin = layout
+        .read_origin(id)
+        .map_err(|e| other(format!("no deployment {id} ({e})")))?;
     origin.set_pinned(pinned);
-    let tmp = path.with_extension("origin.tmp");
-    std::fs::write(&tmp, origin.to_string())?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)
+    layout.write_origin(id, &origin)
 }
 
 /// The options with `delete` removed (exact arguments, or `key=` prefixes)
@@ -152,6 +143,7 @@ pub fn mark_good(layout: &Layout, booted: &str) -> io::Result<Option<String>> {
 mod tests {
     use super::*;
     use crate::deploy::entryset::{exchange, stage};
+    use crate::deploy::origin::Origin;
 
     fn setup() -> (tempfile::TempDir, Layout, String, String) {
         let tmp = tempfile::tempdir().unwrap();

@@ -103,6 +103,41 @@ impl Layout {
     }
 }
 
+/// An `io::Error` carrying another error's message.
+pub(crate) fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Writes `data` to `path` atomically: a temporary file beside it, synced,
+/// renamed over it.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| other(format!("{}: no file name", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, data)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Layout {
+    /// The parsed origin of deployment `id`.
+    pub fn read_origin(&self, id: &str) -> io::Result<origin::Origin> {
+        let path = self.origin(id);
+        let text = read_small_file(&path, origin::MAX_ORIGIN_LEN as u64)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        origin::Origin::parse(&text).map_err(|e| other(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes the origin of deployment `id` atomically.
+    pub fn write_origin(&self, id: &str, origin: &origin::Origin) -> io::Result<()> {
+        write_atomic(&self.origin(id), origin.to_string().as_bytes())
+    }
+}
+
 /// The booted deployment: the `composefs:<hex>` source of the mount on `/`
 /// in a mount table (`/proc/self/mountinfo`); the last such mount wins.
 pub fn booted_id_from(mountinfo: &str) -> Option<String> {

@@ -19,7 +19,6 @@ use std::io;
 
 use super::Layout;
 use super::entries::{self, BootEntry};
-use super::origin::Origin;
 
 /// One deployment as status shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,17 +94,12 @@ fn deployment(layout: &Layout, e: &BootEntry, problems: &mut Vec<String>) -> Opt
         problems.push(format!("{}: deployment id {id:?} is not hex", e.file_name));
         return None;
     }
-    let path = layout.origin(&id);
-    let origin = match super::read_small_file(&path, super::origin::MAX_ORIGIN_LEN as u64)
-        .map_err(|e| e.to_string())
-        .and_then(|t| Origin::parse(&t).map_err(|e| e.to_string()))
-    {
+    let origin = match layout.read_origin(&id) {
         Ok(o) => o,
         Err(err) => {
             problems.push(format!(
-                "entry {} names deployment {id}, but {} cannot be read: {err}",
-                e.file_name,
-                path.display()
+                "entry {} names deployment {id}, but its origin cannot be read: {err}",
+                e.file_name
             ));
             return None;
         }

@@ -25,15 +25,10 @@ use cfs_core::repository::{OpenOptions, Repository};
 
 use super::entries::{self, BootEntry};
 use super::install::{Bootloader, Deployed, deploy_image};
-use super::origin::Origin;
 use super::status::StagedMarker;
-use super::{Layout, binaries, checkout, entryset, read_small_file};
+use super::{Layout, binaries, checkout, entryset, other, read_small_file};
 use crate::cmdline::ComposefsArg;
 use crate::etc_merge::{self, Tree};
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
 
 /// What [`stage`] did.
 #[derive(Debug, Clone)]
@@ -122,9 +117,7 @@ fn plan_merge(
 /// Stages an upgrade or switch (see the module docs).
 pub fn stage(layout: &Layout, booted: &str, opts: &StageOptions) -> io::Result<Staged> {
     let repo = Repository::open(&layout.repo(), &OpenOptions::default()).map_err(other)?;
-    let origin_text = read_small_file(&layout.origin(booted), super::origin::MAX_ORIGIN_LEN as u64)
-        .map_err(|e| other(format!("{}: {e}", layout.origin(booted).display())))?;
-    let origin = Origin::parse(&origin_text).map_err(other)?;
+    let origin = layout.read_origin(booted)?;
     let image = match &opts.image {
         Some(i) => i.clone(),
         None => origin
@@ -194,10 +187,7 @@ pub fn stage(layout: &Layout, booted: &str, opts: &StageOptions) -> io::Result<S
         if id == booted || id == deployed.id {
             continue;
         }
-        let pinned = read_small_file(&layout.origin(&id), super::origin::MAX_ORIGIN_LEN as u64)
-            .ok()
-            .and_then(|t| Origin::parse(&t).ok())
-            .is_some_and(|o| o.pinned());
+        let pinned = layout.read_origin(&id).is_ok_and(|o| o.pinned());
         if pinned {
             order.push(e);
         }
@@ -210,9 +200,7 @@ pub fn stage(layout: &Layout, booted: &str, opts: &StageOptions) -> io::Result<S
         id: deployed.id.clone(),
         finalization_locked: opts.download_only,
     };
-    let tmp = layout.run.join(".staged-deployment.tmp");
-    std::fs::write(&tmp, marker.to_json())?;
-    std::fs::rename(&tmp, layout.staged_marker())?;
+    super::write_atomic(&layout.staged_marker(), marker.to_json().as_bytes())?;
     Ok(Staged::Staged(Box::new(deployed)))
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::deploy::origin::Origin;
 
 fn id(c: char) -> String {
     c.to_string().repeat(128)
