@@ -70,3 +70,65 @@ pub(crate) fn build(variant: &str, cmdline: Option<&str>) -> Option<PathBuf> {
     );
     Some(dir)
 }
+
+/// An OCI layout at `dst` (tag `latest`) of the image `os` (a built variant) plus one more
+/// layer holding `files` (path without leading `/`, contents; parent directories must exist
+/// in the image): a new version of the same OS in seconds. The image's blobs are hard-linked,
+/// not copied. Returns the `oci:DIR:latest` source.
+pub(crate) fn derive(os: &Path, dst: &Path, files: &[(&str, &[u8])]) -> String {
+    use crate::oci_support::{Tar, gzip, write_blob};
+    let src = os.join("oci");
+    let read_json = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(src.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read_json(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read_json(manifest["config"]["digest"].as_str().unwrap());
+    std::fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
+    std::fs::copy(src.join("oci-layout"), dst.join("oci-layout")).unwrap();
+    for l in manifest["layers"].as_array().unwrap() {
+        let hex = l["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        std::fs::hard_link(
+            src.join("blobs/sha256").join(hex),
+            dst.join("blobs/sha256").join(hex),
+        )
+        .unwrap();
+    }
+    let mut tar = Tar::default();
+    for (path, data) in files {
+        tar.file(path, data);
+    }
+    let layer = gzip(tar.finish());
+    let layer_digest = write_blob(dst, &layer.bytes);
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": layer.media_type, "digest": layer_digest, "size": layer.bytes.len()
+        }));
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(layer.diff_id.clone().into());
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = write_blob(dst, &config).into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let digest = write_blob(dst, &manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"}
+        }]
+    });
+    std::fs::write(dst.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    format!("oci:{}:latest", dst.display())
+}

@@ -27,5 +27,6 @@ mod repo_interop;
 mod stub_registry;
 mod support;
 mod system;
+mod system_field;
 mod system_model;
 mod verity;

@@ -172,7 +172,20 @@ pub fn commit_boot_tree(
     let ukis = sealed::check(fs, &RepoContents(repo), &tree.resources, &ids)?;
     let mut images = Vec::new();
     let mut refs = Vec::new();
-    for v in versions {
+    // A format a sealed UKI names is stored too, even when the repository
+    // does not generate it by default (bootc #2334).
+    let mut wanted = versions.clone();
+    for u in &ukis {
+        if let Some(arg) = &u.arg
+            && let Some(&(v, _)) = bytes
+                .iter()
+                .find(|(_, b)| digest_bytes(alg, b) == arg.digest)
+            && !wanted.contains(&v)
+        {
+            wanted.push(v);
+        }
+    }
+    for v in wanted {
         let Some((_, data)) = bytes.iter().find(|(w, _)| *w == v) else {
             continue;
         };
@@ -191,6 +204,59 @@ pub fn commit_boot_tree(
         boot_type,
         kernels,
     })
+}
+
+/// The boot image a sealed UKI of `tree` boots (the UKI at `uki`, or the
+/// first sealed one): the image whose id its `.cmdline` names, in whichever
+/// format (V1 or V2) has that id — not necessarily one the repository
+/// generates by default. An older tool may have sealed the UKI for V2 while
+/// the repository now defaults to V1 (bootc #2334): the deployment must be
+/// named by, and keep, the image the UKI will mount. The image is stored and
+/// named in the config stream if it is not yet. `None`: no sealed UKI.
+pub fn sealed_boot_image(
+    repo: &Repository,
+    img: &OciImage,
+    filter: XattrFilter,
+    fs: &FileSystem,
+    tree: &BootTree,
+    uki: Option<&[u8]>,
+) -> Result<Option<(u32, Digest)>, OciBootError> {
+    let ukis = sealed::uki_args(fs, &RepoContents(repo), &tree.resources)?;
+    let chosen = match uki {
+        Some(path) => ukis
+            .iter()
+            .find(|u| u.path.as_bytes() == path)
+            .and_then(|u| u.arg.as_ref()),
+        None => ukis.iter().find_map(|u| u.arg.as_ref()),
+    };
+    let Some(arg) = chosen else {
+        return Ok(None);
+    };
+    let want = arg.digest;
+    for v in BOOT_VERSIONS {
+        if img.boot_image(v, filter) == Some(&want)
+            && repo.resolve_image(&want.to_hex()).is_ok_and(|r| r == want)
+        {
+            return Ok(Some((v, want)));
+        }
+    }
+    let mut ids = Vec::new();
+    for v in BOOT_VERSIONS {
+        let data = image_bytes(fs, v)?;
+        let id = digest_bytes(repo.algorithm(), &data);
+        if id == want {
+            let digest = repo.commit_image_object(&data)?;
+            link_config_refs(repo, img, &[(boot_ref_name(v, filter), digest)])?;
+            return Ok(Some((v, digest)));
+        }
+        ids.push(format!("{} (V{v})", id.to_hex()));
+    }
+    Err(BootError::Invalid(format!(
+        "the UKI is sealed for composefs image {} ({arg}), but this image's boot image is {}",
+        want.to_hex(),
+        ids.join(" or ")
+    ))
+    .into())
 }
 
 /// Recovery search (`oci pull --bootable --expected-digest`): tries every

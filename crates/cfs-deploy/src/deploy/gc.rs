@@ -107,11 +107,30 @@ pub fn gc(layout: &Layout, booted: Option<&str>, dry_run: bool) -> io::Result<Sy
         return Ok(out);
     }
     let repo = Repository::open(&repo_path, &OpenOptions::default()).map_err(other)?;
-    let manifests: BTreeSet<String> = ids
-        .iter()
-        .filter_map(|id| layout.read_origin(id).ok())
-        .filter_map(|o| o.manifest_digest().map(str::to_owned))
-        .collect();
+    let mut manifests = BTreeSet::new();
+    let mut missing = BTreeSet::new();
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort();
+    for id in sorted {
+        let Some(digest) = layout
+            .read_origin(id)
+            .ok()
+            .and_then(|o| o.manifest_digest().map(str::to_owned))
+        else {
+            continue;
+        };
+        let stream = cfs_oci::store::manifest_stream_id(&digest);
+        if !repo_path.join("streams").join(&stream).exists() {
+            // bootc #2422: say what is missing, keep going; the deployment's
+            // image stays (it is a root by id), its tag stays too.
+            out.problems.push(format!(
+                "deployment {id}: its OCI manifest {digest} is missing from the repository \
+                 (streams/{stream}); its image and state are kept, `system upgrade` pulls it again"
+            ));
+            missing.insert(digest.clone());
+        }
+        manifests.insert(digest);
+    }
     let tags = list_tags(&repo).map_err(other)?;
     for (tag, _) in &tags {
         if let Some(digest) = tag.strip_prefix(TAG_PREFIX)
@@ -125,7 +144,7 @@ pub fn gc(layout: &Layout, booted: Option<&str>, dry_run: bool) -> io::Result<Sy
     }
     for digest in &manifests {
         let tag = format!("{TAG_PREFIX}{digest}");
-        if !tags.iter().any(|(t, _)| *t == tag) {
+        if !missing.contains(digest) && !tags.iter().any(|(t, _)| *t == tag) {
             if !dry_run && let Err(e) = tag_image(&repo, digest, &tag) {
                 out.problems.push(format!(
                     "cannot tag {digest} for a live deployment (its manifest is missing from the repository?): {e}"

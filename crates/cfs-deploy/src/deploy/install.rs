@@ -29,7 +29,7 @@ use cfs_oci::store::{OciImage, tag_image};
 use super::origin::Origin;
 use super::{Layout, binaries, checkout, entryset, other};
 use crate::bls::Entry;
-use crate::boot_image::oci::{boot_tree, cached_boot_image, commit_boot_tree};
+use crate::boot_image::oci::{boot_tree, cached_boot_image, commit_boot_tree, sealed_boot_image};
 use crate::boot_image::resources::boot_digest;
 use crate::boot_image::{BootType, Contents, PeKind, RepoContents, Resource};
 use crate::cmdline::{ComposefsArg, Epoch};
@@ -266,11 +266,29 @@ pub fn deploy_image(
         Some(b) => b,
         None => commit_boot_tree(repo, &img, filter, &fs, &tree).map_err(other)?,
     };
-    let (v, id_digest) = boot
-        .images
-        .first()
-        .copied()
-        .ok_or_else(|| other("no boot image"))?;
+    let uki = tree.resources.iter().find(|r| {
+        matches!(
+            r,
+            Resource::Uki {
+                kind: PeKind::Uki,
+                ..
+            }
+        )
+    });
+    // A sealed UKI decides the deployment's image (bootc #2334).
+    let uki_path = match uki {
+        Some(Resource::Uki { path, .. }) => Some(path.as_slice()),
+        _ => None,
+    };
+    let sealed = sealed_boot_image(repo, &img, filter, &fs, &tree, uki_path).map_err(other)?;
+    let (v, id_digest) = match sealed {
+        Some(s) => s,
+        None => boot
+            .images
+            .first()
+            .copied()
+            .ok_or_else(|| other("no boot image"))?,
+    };
     let id = id_digest.to_hex();
     if layout.origin(&id).exists() {
         return Err(io::Error::new(
@@ -319,15 +337,6 @@ pub fn deploy_image(
     let options = build_options(&fs, &contents, &arg)?;
     let name = entry_file_name(&os_id, &version, true);
     let key = sort_key(&os_id, true);
-    let uki = tree.resources.iter().find(|r| {
-        matches!(
-            r,
-            Resource::Uki {
-                kind: PeKind::Uki,
-                ..
-            }
-        )
-    });
     let (entry, boot_type, boot_digest_hex) = if let Some(r @ Resource::Uki { path, inode, .. }) =
         uki
     {

@@ -104,6 +104,7 @@ fn deployment(layout: &Layout, e: &BootEntry, problems: &mut Vec<String>) -> Opt
             return None;
         }
     };
+    check_repository(layout, &id, origin.manifest_digest(), problems);
     Some(Deployment {
         entry_file: e.file_name.clone(),
         image: origin.image_ref().map(str::to_owned),
@@ -115,6 +116,29 @@ fn deployment(layout: &Layout, e: &BootEntry, problems: &mut Vec<String>) -> Opt
         download_only: false,
         id,
     })
+}
+
+/// Reports what of deployment `id` is missing from the repository (its
+/// image, its manifest: bootc #2422) — status still lists the deployment.
+fn check_repository(layout: &Layout, id: &str, manifest: Option<&str>, problems: &mut Vec<String>) {
+    let repo = layout.repo();
+    if !repo.join("meta.json").exists() {
+        return;
+    }
+    if !repo.join("images").join(id).exists() {
+        problems.push(format!(
+            "deployment {id}: its image is missing from the repository (images/{id}); it cannot boot"
+        ));
+    }
+    if let Some(m) = manifest {
+        let stream = cfs_oci::store::manifest_stream_id(m);
+        if !repo.join("streams").join(&stream).exists() {
+            problems.push(format!(
+                "deployment {id}: its OCI manifest {m} is missing from the repository (streams/{stream}); \
+                 it still boots, but `system upgrade` must pull the image again"
+            ));
+        }
+    }
 }
 
 /// Derives the status of `layout`, `booted` being the booted deployment's
