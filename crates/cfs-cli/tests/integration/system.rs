@@ -456,6 +456,24 @@ fn install_to_disk_and_read_it_back() {
             .unwrap();
         assert!(st.success());
     }
+    let mdir = std::process::Command::new("mdir")
+        .args(["-i", &fat, "-/", "-b", "::/"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&mdir.stdout);
+    for want in [
+        "::/loader/entries/bootc_debian-12-1.conf".to_owned(),
+        "::/loader/loader.conf".to_owned(),
+        "::/EFI/BOOT/BOOTX64.EFI".to_owned(),
+        "::/EFI/systemd/systemd-bootx64.efi".to_owned(),
+        format!("::/EFI/Linux/bootc_composefs-{id}/vmlinuz"),
+        format!("::/EFI/Linux/bootc_composefs-{id}/initrd"),
+    ] {
+        assert!(
+            listing.lines().any(|l| l.eq_ignore_ascii_case(&want)),
+            "{want} not on the ESP:\n{listing}"
+        );
+    }
     let entry = std::fs::read_to_string(esp.join("loader/entries/bootc_debian-12-1.conf")).unwrap();
     assert!(entry.contains("options root=UUID="), "{entry}");
     assert!(esp.join("EFI/BOOT/BOOTX64.EFI").is_file());
@@ -491,6 +509,26 @@ fn install_to_disk_and_read_it_back() {
             .unwrap()
             .success()
     );
+    // The root filesystem: ext4 with the verity feature; state/ as the spec has it.
+    let features = std::process::Command::new("dumpe2fs")
+        .args(["-h", &dev])
+        .output()
+        .unwrap();
+    let features = String::from_utf8_lossy(&features.stdout);
+    let on_root = |p: &str| mnt.join(p);
+    let state = on_root(&format!("state/deploy/{id}"));
+    let layout_ok = [
+        features
+            .lines()
+            .any(|l| l.starts_with("Filesystem features:") && l.contains(" verity")),
+        on_root("composefs/meta.json").is_file(),
+        on_root(&format!("composefs/images/{id}")).exists(),
+        state.join(format!("{id}.origin")).is_file(),
+        state.join("etc/passwd").is_file(),
+        std::fs::read_link(state.join("var")).ok().as_deref()
+            == Some(Path::new("../../os/default/var")),
+        on_root("state/os/default/var").is_dir(),
+    ];
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_cfsctl"))
         .args(["system", "status", "--root"])
         .arg(&mnt)
@@ -507,5 +545,9 @@ fn install_to_disk_and_read_it_back() {
     assert!(
         text.starts_with(&format!("booted   {id}  {image}")),
         "{text}"
+    );
+    assert_eq!(
+        layout_ok, [true; 7],
+        "features, meta, image, origin, etc, var link, shared var\n{features}"
     );
 }
