@@ -10,6 +10,7 @@
 //! to [`BENCHMARKS`].
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod deploy;
 mod mkcomposefs;
 mod oci_pull;
 mod process;
@@ -53,6 +54,12 @@ const BENCHMARKS: &[Benchmark] = &[
         about: "cfsctl create-image of /usr into an empty and a populated repository",
         usage: repository::USAGE,
         run: repository::run,
+    },
+    Benchmark {
+        name: "deploy",
+        about: "system install to-disk/to-filesystem, upgrade, finalize, gc of a Debian image",
+        usage: deploy::USAGE,
+        run: deploy::run,
     },
     Benchmark {
         name: "oci-pull",
