@@ -432,9 +432,15 @@ pub(crate) enum SystemCommand {
     Upgrade {
         #[command(flatten)]
         root: SystemRoot,
+        /// Only check whether the image has a new version (fetches its manifest; stages nothing).
+        #[arg(long, conflicts_with_all = ["download_only", "apply", "tries"])]
+        check: bool,
         /// Download and stage, but do not apply at shutdown.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "apply")]
         download_only: bool,
+        /// Reboot into the new deployment once it is staged (`systemctl reboot`).
+        #[arg(long)]
+        apply: bool,
         /// Boot counting: tries before systemd-boot falls back (see mark-good).
         #[arg(long, value_name = "N")]
         tries: Option<u32>,
@@ -446,8 +452,11 @@ pub(crate) enum SystemCommand {
         #[command(flatten)]
         root: SystemRoot,
         /// Download and stage, but do not apply at shutdown.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "apply")]
         download_only: bool,
+        /// Reboot into the new deployment once it is staged (`systemctl reboot`).
+        #[arg(long)]
+        apply: bool,
         /// Boot counting: tries before systemd-boot falls back (see mark-good).
         #[arg(long, value_name = "N")]
         tries: Option<u32>,
@@ -490,7 +499,7 @@ pub(crate) enum SystemCommand {
         #[command(flatten)]
         root: SystemRoot,
     },
-    /// Remove boot binaries no entry names.
+    /// Remove what no live deployment needs: boot binaries, state, tags, repository objects.
     Gc {
         #[command(flatten)]
         root: SystemRoot,

@@ -135,16 +135,36 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             print(&out)
         }
         SystemCommand::Upgrade {
+            root, check: true, ..
+        } => {
+            let l = layout(&root);
+            let id = need_booted(&root)?;
+            let c = upgrade::check(&l, &id).context("Checking for an update")?;
+            if c.available() {
+                print(&format!(
+                    "Update available: {} is now {} (booted: {})\n",
+                    c.image,
+                    c.latest,
+                    c.current.as_deref().unwrap_or("unknown")
+                ))
+            } else {
+                print(&format!("No update: {} is at {}\n", c.image, c.latest))
+            }
+        }
+        SystemCommand::Upgrade {
             root,
             download_only,
+            apply,
             tries,
-        } => stage(&root, None, download_only, tries),
+            ..
+        } => stage(&root, None, download_only, apply, tries),
         SystemCommand::Switch {
             image,
             root,
             download_only,
+            apply,
             tries,
-        } => stage(&root, Some(image), download_only, tries),
+        } => stage(&root, Some(image), download_only, apply, tries),
         SystemCommand::MarkGood { root } => {
             let l = layout(&root);
             let id = need_booted(&root)?;
@@ -256,6 +276,7 @@ fn stage(
     root: &SystemRoot,
     image: Option<String>,
     download_only: bool,
+    apply: bool,
     tries: Option<u32>,
 ) -> Result<()> {
     let l = layout(root);
@@ -269,14 +290,30 @@ fn stage(
         .with_context(|| format!("Staging on {}", l.root.display()))?
     {
         Staged::NoChange(id) => print(&format!("No changes: deployment {id} is current\n")),
-        Staged::Staged(d) => print(&format!(
-            "Staged {}{}\n",
-            d.id,
-            if download_only {
-                " (download only)"
-            } else {
-                ": applied at the next shutdown"
+        Staged::Staged(d) => {
+            print(&format!(
+                "Staged {}{}\n",
+                d.id,
+                if download_only {
+                    " (download only)"
+                } else if apply {
+                    ": rebooting into it"
+                } else {
+                    ": applied at the next shutdown"
+                }
+            ))?;
+            if apply {
+                // The finalize unit applies it on the way down.
+                let status = std::process::Command::new("systemctl")
+                    .arg("reboot")
+                    .status()
+                    .context("--apply: running `systemctl reboot`")?;
+                anyhow::ensure!(
+                    status.success(),
+                    "--apply: `systemctl reboot` failed ({status}); the deployment stays staged for the next boot"
+                );
             }
-        )),
+            Ok(())
+        }
     }
 }

@@ -8,6 +8,8 @@
 //!   switching tags: status and gc still work and name what is missing;
 //! - bootc #2334: a UKI sealed for the V2 image in a repository that
 //!   generates V1: the deployment is the image the UKI mounts.
+//!
+//! And `upgrade --check` / `--apply` against a tag that moves.
 
 use std::path::{Path, PathBuf};
 
@@ -318,4 +320,75 @@ fn a_uki_sealed_for_v2_deploys_the_v2_image() {
     }
     let fsck = us(&["--repo", s.repo().to_str().unwrap(), "fsck"]);
     assert!(fsck.contains("status: ok"), "{fsck}");
+}
+
+#[test]
+fn upgrade_check_and_apply() {
+    let test = "upgrade_check_and_apply";
+    if !crate::support::privileged(test) {
+        return;
+    }
+    let Some(plain) = crate::debian_os::build("plain", None) else {
+        return;
+    };
+    let s = System::new();
+    let layouts = tempfile::tempdir().unwrap();
+    let live = layouts.path().join("os");
+    let image = crate::debian_os::derive(&plain, &live, &[("usr/share/doc/cfs-v", b"1\n")]);
+    let a = s.install(&image);
+    let out = s.sys(&["upgrade", "--check"], &a);
+    assert!(
+        out.starts_with(&format!("No update: {image} is at sha256:")),
+        "{out}"
+    );
+    // The registry (here: the layout) gets a new version of the tag.
+    let next = layouts.path().join("next");
+    crate::debian_os::derive(&plain, &next, &[("usr/share/doc/cfs-v", b"2\n")]);
+    std::fs::remove_dir_all(&live).unwrap();
+    std::fs::rename(&next, &live).unwrap();
+    let out = s.sys(&["upgrade", "--check"], &a);
+    assert!(
+        out.starts_with(&format!("Update available: {image} is now sha256:"))
+            && out.contains("(booted: sha256:"),
+        "{out}"
+    );
+    assert!(
+        !s.esp.join("loader/entries.staged").exists(),
+        "--check stages nothing"
+    );
+    // --apply reboots once staged (a stand-in systemctl records the call).
+    let bin = layouts.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = layouts.path().join("systemctl.log");
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = crate::oci_support::exec(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cfsctl"))
+            .args(s.args(&["upgrade", "--apply"], &a))
+            .env("PATH", &path),
+    );
+    let text = crate::oci_support::ok("cfsctl system upgrade --apply", &out);
+    let b = text
+        .strip_prefix("Staged ")
+        .and_then(|t| t.strip_suffix(": rebooting into it\n"))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_owned();
+    assert_ne!(a, b);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "reboot\n");
+    let st = s.status(&a);
+    assert_eq!(verity(&st, "staged").as_deref(), Some(b.as_str()));
+    // --check stages nothing and takes no staging options.
+    let args = s.args(&["upgrade", "--check", "--download-only"], &a);
+    let err = crate::boot::us_fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("cannot be used with"), "{err}");
 }

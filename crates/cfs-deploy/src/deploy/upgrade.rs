@@ -114,6 +114,42 @@ fn plan_merge(
     Ok((tmp, plan))
 }
 
+/// What [`check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The booted deployment's image.
+    pub image: String,
+    /// Its manifest digest when it was deployed (from the origin).
+    pub current: Option<String>,
+    /// The manifest digest the image has now.
+    pub latest: String,
+}
+
+impl Check {
+    /// The image has a manifest the booted deployment was not made from.
+    pub fn available(&self) -> bool {
+        self.current.as_deref() != Some(self.latest.as_str())
+    }
+}
+
+/// `upgrade --check`: fetches only the manifest of the booted deployment's
+/// image and compares it with the one it was deployed from.
+pub fn check(layout: &Layout, booted: &str) -> io::Result<Check> {
+    use cfs_oci::source::{Platform, SourceOptions, open_source};
+    let origin = layout.read_origin(booted)?;
+    let image = origin
+        .image_ref()
+        .ok_or_else(|| other("the booted deployment's origin names no image"))?
+        .to_owned();
+    let source = open_source(&image, &SourceOptions::default()).map_err(other)?;
+    let latest = source.manifest(&Platform::host()).map_err(other)?.digest;
+    Ok(Check {
+        image,
+        current: origin.manifest_digest().map(str::to_owned),
+        latest,
+    })
+}
+
 /// Stages an upgrade or switch (see the module docs).
 pub fn stage(layout: &Layout, booted: &str, opts: &StageOptions) -> io::Result<Staged> {
     let repo = Repository::open(&layout.repo(), &OpenOptions::default()).map_err(other)?;
