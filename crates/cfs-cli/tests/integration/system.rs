@@ -551,3 +551,94 @@ fn install_to_disk_and_read_it_back() {
         "features, meta, image, origin, etc, var link, shared var\n{features}"
     );
 }
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn install_without_systemd_boot_and_kargs_d() {
+    use crate::oci_support::{Tar, plain, write_layout};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = Tar::default();
+    for d in [
+        "usr/",
+        "usr/lib/",
+        "usr/lib/modules/",
+        "usr/lib/modules/6.1.0/",
+        "usr/lib/bootc/",
+        "usr/lib/bootc/kargs.d/",
+        "etc/",
+        "boot/",
+        "sysroot/",
+    ] {
+        t.dir(d);
+    }
+    t.file("usr/lib/modules/6.1.0/vmlinuz", &[b'K'; 1000]);
+    t.file("usr/lib/modules/6.1.0/initramfs.img", &[b'I'; 1000]);
+    t.file("usr/lib/os-release", b"ID=mini\nVERSION_ID=1\n");
+    t.file(
+        "usr/lib/bootc/kargs.d/20-console.toml",
+        b"kargs = [\"console=ttyS0,115200\", \"quiet\"]\n",
+    );
+    t.file(
+        "usr/lib/bootc/kargs.d/10-first.toml",
+        b"# first by name\nkargs = [\"first=1\"]\n",
+    );
+    t.file(
+        "usr/lib/bootc/kargs.d/30-other-arch.toml",
+        b"kargs = [\"never\"]\nmatch-architectures = [\"s390x\"]\n",
+    );
+    t.file("etc/hostname", b"mini\n");
+    let layout = tmp.path().join("os");
+    write_layout(&layout, "latest", &[plain(t.finish())]);
+    let image = format!("oci:{}:latest", layout.display());
+    let (root, esp) = (tmp.path().join("root"), tmp.path().join("esp"));
+    std::fs::create_dir_all(&root).unwrap();
+    let install = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<&str> = vec![
+            "system",
+            "install",
+            "to-filesystem",
+            "--allow-missing-verity",
+            "--boot-dir",
+            esp.to_str().unwrap(),
+            "--karg",
+            "last=2",
+        ];
+        v.extend(extra);
+        v.extend([image.as_str(), root.to_str().unwrap()]);
+        v.into_iter().map(str::to_owned).collect()
+    };
+    let err = crate::boot::us_fails(&strs(&install(&[])));
+    assert!(
+        err.contains("the image has no systemd-boot") && err.contains("--bootloader none"),
+        "{err}"
+    );
+    let states = std::fs::read_dir(root.join("state/deploy")).map_or(0, |d| d.count());
+    assert_eq!(states, 0, "a refused install leaves no deployment behind");
+    let out = us(&strs(&install(&["--bootloader", "none"])));
+    let id = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("deployment "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_owned();
+    assert!(!esp.join("EFI/BOOT").exists(), "no bootloader installed");
+    let entry = std::fs::read_to_string(esp.join("loader/entries/bootc_mini-1-1.conf")).unwrap();
+    let options = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .unwrap();
+    let words: Vec<&str> = options.split(' ').collect();
+    let pos = |w: &str| words.iter().position(|x| *x == w);
+    assert!(words.iter().any(|w| w.ends_with(&id)), "{options}");
+    assert!(!words.contains(&"never"), "{options}");
+    assert!(
+        pos("first=1") < pos("console=ttyS0,115200")
+            && pos("console=ttyS0,115200") < pos("quiet")
+            && pos("quiet") < pos("last=2")
+            && pos("first=1").is_some(),
+        "kargs.d in file-name order, then --karg: {options}"
+    );
+}

@@ -290,6 +290,9 @@ pub fn deploy_image(
             .ok_or_else(|| other("no boot image"))?,
     };
     let id = id_digest.to_hex();
+    if bootloader == Bootloader::SystemdBoot && fs.lookup(SYSTEMD_BOOT).is_none() {
+        return Err(other(NO_SYSTEMD_BOOT));
+    }
     if layout.origin(&id).exists() {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -415,11 +418,11 @@ pub fn deploy_image(
         boot_digest_hex.as_deref().unwrap_or(""),
         &digest,
     );
-    layout.write_origin(&id, &origin)?;
-
     if bootloader == Bootloader::SystemdBoot {
         install_systemd_boot(layout, &fs, &contents)?;
     }
+    // The origin last: it is what makes the deployment exist.
+    layout.write_origin(&id, &origin)?;
     Ok(Deployed {
         id,
         name,
@@ -430,6 +433,11 @@ pub fn deploy_image(
     })
 }
 
+/// systemd-boot in an image (Debian package `systemd-boot-efi`).
+const SYSTEMD_BOOT: &[u8] = b"/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+const NO_SYSTEMD_BOOT: &str = "the image has no systemd-boot (/usr/lib/systemd/boot/efi/systemd-bootx64.efi, package systemd-boot-efi); install it in the image or pass --bootloader none";
+
 /// Copies the image's systemd-boot to `EFI/systemd/systemd-bootx64.efi` and
 /// the fallback `EFI/BOOT/BOOTX64.EFI`; `loader/loader.conf` if absent.
 fn install_systemd_boot(
@@ -437,11 +445,9 @@ fn install_systemd_boot(
     fs: &FileSystem,
     contents: &dyn Contents,
 ) -> io::Result<()> {
-    let src = b"/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+    let src = SYSTEMD_BOOT;
     let Some(id) = fs.lookup(src) else {
-        return Err(other(
-            "the image has no systemd-boot (/usr/lib/systemd/boot/efi/systemd-bootx64.efi, package systemd-boot-efi); install it in the image or pass --bootloader none",
-        ));
+        return Err(other(NO_SYSTEMD_BOOT));
     };
     let data = contents.read(fs, src, id, 64 << 20).map_err(other)?;
     for dest in ["EFI/systemd/systemd-bootx64.efi", "EFI/BOOT/BOOTX64.EFI"] {
