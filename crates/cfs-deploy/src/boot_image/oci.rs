@@ -172,20 +172,10 @@ pub fn commit_boot_tree(
     let ukis = sealed::check(fs, &RepoContents(repo), &tree.resources, &ids)?;
     let mut images = Vec::new();
     let mut refs = Vec::new();
-    // A format a sealed UKI names is stored too, even when the repository
-    // does not generate it by default (bootc #2334).
-    let mut wanted = versions.clone();
-    for u in &ukis {
-        if let Some(arg) = &u.arg
-            && let Some(&(v, _)) = bytes
-                .iter()
-                .find(|(_, b)| digest_bytes(alg, b) == arg.digest)
-            && !wanted.contains(&v)
-        {
-            wanted.push(v);
-        }
-    }
-    for v in wanted {
+    // Only the repository's formats, as composefs-rs writes them (the config
+    // stream stays byte-identical); deploying a UKI sealed for another format
+    // stores that one too (`sealed_boot_image`).
+    for v in versions {
         let Some((_, data)) = bytes.iter().find(|(w, _)| *w == v) else {
             continue;
         };
