@@ -159,6 +159,29 @@ pub(crate) enum Command {
     /// Image-based OS deployments on a physical root (bootc's layout).
     #[command(subcommand)]
     System(SystemCommand),
+    /// In the initramfs: mount the deployment the kernel command line names as the new root
+    /// (also as `composefs-setup-root`).
+    SetupRoot(SetupRootArgs),
+}
+
+/// `setup-root` options (the defaults are the initramfs's).
+#[derive(Debug, Args)]
+pub(crate) struct SetupRootArgs {
+    /// The kernel command line (default: /proc/cmdline).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) cmdline: Option<String>,
+    /// The physical root, mounted (default /sysroot).
+    #[arg(long, value_name = "DIR", default_value = "/sysroot")]
+    pub(crate) sysroot: PathBuf,
+    /// Mount the new root here instead of over the sysroot (tests).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) target: Option<PathBuf>,
+    /// The configuration (default: /usr/lib/composefs/setup-root-conf.toml if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Directory for temporary mounts (default /run).
+    #[arg(long, value_name = "DIR", default_value = "/run")]
+    pub(crate) run_dir: PathBuf,
 }
 
 /// `oci` subcommands.

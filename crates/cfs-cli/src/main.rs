@@ -1,5 +1,6 @@
-//! `cfsctl`: one binary that also acts as `mkcomposefs`, `composefs-info` and
-//! `mount.composefs` when called by those names (`argv[0]`) or as
+//! `cfsctl`: one binary that also acts as `mkcomposefs`, `composefs-info`,
+//! `mount.composefs` and `composefs-setup-root` (= `cfsctl setup-root`) when
+//! called by those names (`argv[0]`) or as
 //! `cfsctl mkcomposefs …` / `cfsctl composefs-info …` /
 //! `cfsctl mount.composefs …`; otherwise the `cfsctl` repository commands
 //! (see [`cli`]).
@@ -23,6 +24,7 @@ enum Tool {
     Mkcomposefs,
     ComposefsInfo,
     MountComposefs,
+    SetupRoot,
 }
 
 impl Tool {
@@ -31,6 +33,7 @@ impl Tool {
             "mkcomposefs" => Some(Tool::Mkcomposefs),
             "composefs-info" => Some(Tool::ComposefsInfo),
             "mount.composefs" => Some(Tool::MountComposefs),
+            "composefs-setup-root" => Some(Tool::SetupRoot),
             "cfsctl" => Some(Tool::Cfsctl),
             _ => None,
         }
@@ -54,6 +57,7 @@ fn run(tool: Tool, args: Vec<OsString>) -> ExitCode {
         Tool::Mkcomposefs => cmd::mkcomposefs::main(args),
         Tool::ComposefsInfo => cmd::composefs_info::main(args),
         Tool::MountComposefs => cmd::mount_composefs::main(args),
+        Tool::SetupRoot => cli::main(std::iter::once("setup-root".into()).chain(args).collect()),
         Tool::Cfsctl => cfsctl(args),
     }
 }
@@ -66,7 +70,7 @@ fn cfsctl(args: Vec<OsString>) -> ExitCode {
         .first()
         .and_then(|a| a.to_str())
         .and_then(Tool::from_name)
-        .filter(|&t| t != Tool::Cfsctl)
+        .filter(|&t| !matches!(t, Tool::Cfsctl | Tool::SetupRoot))
     {
         return run(tool, args[1..].to_vec());
     }

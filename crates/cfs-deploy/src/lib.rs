@@ -12,8 +12,8 @@
 //! - [`selinux`]: `security.selinux` labels from the image's own policy
 //!   (file contexts), as composefs-rs computes them.
 //!
-//! Deployments, boot entries on disk, and root setup in the initramfs
-//! build on these (later).
+//! - [`setup_root`]: root setup in the initramfs (the deployment the
+//!   kernel command line names, mounted as the new root).
 
 pub mod bls;
 pub mod boot_image;
@@ -22,4 +22,5 @@ pub mod deploy;
 pub mod etc_merge;
 pub mod os_release;
 pub mod selinux;
+pub mod setup_root;
 pub mod uki;

@@ -5,6 +5,7 @@ pub(crate) mod mkcomposefs;
 pub(crate) mod mount_composefs;
 pub(crate) mod oci;
 pub(crate) mod repo;
+pub(crate) mod setup_root;
 pub(crate) mod system;
 
 /// The C library's text for an error (`strerror`), without Rust's " (os error N)",

@@ -19,6 +19,18 @@ fn layout(root: &SystemRoot) -> Layout {
     l
 }
 
+/// The layout of a command that writes: a physical root that root setup
+/// left read-only (`/sysroot` of a booted system) is remounted read-write in
+/// a private mount namespace first, so that it stays read-only for everyone
+/// else.
+fn layout_rw(root: &SystemRoot) -> Result<Layout> {
+    if root.root.exists() {
+        cfs_core::mount::writable_privately(&root.root)
+            .with_context(|| format!("Making {} writable", root.root.display()))?;
+    }
+    Ok(layout(root))
+}
+
 fn booted(root: &SystemRoot) -> Option<String> {
     root.booted.clone().or_else(booted_id)
 }
@@ -105,7 +117,11 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             ))
         }
         SystemCommand::Gc { root, dry_run } => {
-            let l = layout(&root);
+            let l = if dry_run {
+                layout(&root)
+            } else {
+                layout_rw(&root)?
+            };
             let done = cfs_deploy::deploy::gc::gc(&l, booted(&root).as_deref(), dry_run)
                 .with_context(|| format!("Collecting {}", l.root.display()))?;
             let verb = if dry_run { "would remove" } else { "removed" };
@@ -166,7 +182,7 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             tries,
         } => stage(&root, Some(image), download_only, apply, tries),
         SystemCommand::MarkGood { root } => {
-            let l = layout(&root);
+            let l = layout_rw(&root)?;
             let id = need_booted(&root)?;
             match manage::mark_good(&l, &id).context("Marking the boot good")? {
                 Some(name) => print(&format!("Marked good: {name}\n")),
@@ -174,7 +190,7 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             }
         }
         SystemCommand::Finalize { root } => {
-            let l = layout(&root);
+            let l = layout_rw(&root)?;
             let id = need_booted(&root)?;
             match finalize(&l, &id).with_context(|| format!("Finalizing {}", l.root.display()))? {
                 Some(new) => print(&format!("Finalized {new}: the next boot starts it\n")),
@@ -182,13 +198,14 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             }
         }
         SystemCommand::DeleteDeployment { id, root } => {
-            let l = layout(&root);
+            let l = layout_rw(&root)?;
             manage::delete(&l, booted(&root).as_deref(), &id)
                 .with_context(|| format!("Deleting deployment {id}"))?;
             print(&format!("Deleted {id}\n"))
         }
         SystemCommand::Pin { id, unpin, root } => {
-            manage::pin(&layout(&root), &id, !unpin).with_context(|| format!("Pinning {id}"))?;
+            manage::pin(&layout_rw(&root)?, &id, !unpin)
+                .with_context(|| format!("Pinning {id}"))?;
             print(&format!(
                 "{} {id}\n",
                 if unpin { "Unpinned" } else { "Pinned" }
@@ -199,7 +216,11 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             delete,
             root,
         } => {
-            let l = layout(&root);
+            let l = if append.is_empty() && delete.is_empty() {
+                layout(&root)
+            } else {
+                layout_rw(&root)?
+            };
             let options = if append.is_empty() && delete.is_empty() {
                 let (live, _) = cfs_deploy::deploy::entries::read_dir(&l.entries())?;
                 live.first()
@@ -212,7 +233,7 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             print(&format!("{options}\n"))
         }
         SystemCommand::Rollback { root } => {
-            let l = layout(&root);
+            let l = layout_rw(&root)?;
             let id = entryset::rollback(&l)
                 .with_context(|| format!("Rolling back {}", l.root.display()))?;
             print(&format!("Next boot: {id}\n"))
@@ -279,7 +300,7 @@ fn stage(
     apply: bool,
     tries: Option<u32>,
 ) -> Result<()> {
-    let l = layout(root);
+    let l = layout_rw(root)?;
     let id = need_booted(root)?;
     let opts = StageOptions {
         image,

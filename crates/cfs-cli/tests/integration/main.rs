@@ -22,6 +22,7 @@ mod oci_tree;
 mod repo;
 mod repo_hardening;
 mod repo_interop;
+mod setup_root;
 #[path = "../../../../tests/fixtures/stub_registry.rs"]
 #[allow(dead_code)]
 mod stub_registry;

@@ -26,7 +26,7 @@ use crate::boot_interop::Rng;
 use crate::oci_support::{Hdr, Tar, plain, write_layout};
 
 /// A small OS image, version `v` (kernels change every third version).
-fn os_layout(dir: &Path, v: u32) -> String {
+pub(crate) fn os_layout(dir: &Path, v: u32) -> String {
     let mut t = Tar::default();
     for d in [
         "usr/",

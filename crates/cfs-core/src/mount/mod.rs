@@ -375,6 +375,40 @@ pub fn mount_image(image: &File, target: &Path, opts: &MountOptions) -> Result<(
     }
 }
 
+/// Makes `path` (a read-only mount, e.g. the physical root `/sysroot` that
+/// root setup leaves read-only) writable for this process only: a private
+/// mount namespace (`unshare(CLONE_NEWNS)`, every mount made private so that
+/// nothing propagates back), then `path` remounted read-write. Returns
+/// whether it was read-only. Call it before the process starts threads.
+pub fn writable_privately(path: &Path) -> Result<bool, MountError> {
+    let st = rustix::fs::statvfs(path).map_err(|errno| MountError::Syscall {
+        op: format!("statvfs {}", path.display()),
+        errno,
+    })?;
+    if !st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Ok(false);
+    }
+    crate::sys::namespace::unshare_mount_namespace().map_err(|errno| MountError::Syscall {
+        op: "unshare(CLONE_NEWNS)".into(),
+        errno,
+    })?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )
+    .map_err(|errno| MountError::Syscall {
+        op: "making / private".into(),
+        errno,
+    })?;
+    rustix::mount::mount_remount(path, rustix::mount::MountFlags::BIND, "").map_err(|errno| {
+        MountError::Syscall {
+            op: format!("remounting {} read-write", path.display()),
+            errno,
+        }
+    })?;
+    Ok(true)
+}
+
 /// Opens each basedir as an `O_PATH` directory descriptor.
 fn open_basedirs(dirs: &[&Path]) -> Result<Vec<OwnedFd>, MountError> {
     dirs.iter()

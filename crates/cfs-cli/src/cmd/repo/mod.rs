@@ -56,6 +56,7 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
         Command::Oci(command) => crate::cmd::oci::run(global, command),
         Command::Upgrade(args) => init::upgrade(global, &args),
         Command::System(command) => crate::cmd::system::run(command),
+        Command::SetupRoot(args) => crate::cmd::setup_root::run(&args),
     }
 }
 
