@@ -27,6 +27,10 @@
 #                     made with objcopy from the image's own systemd stub (.osrel, .cmdline =
 #                     CMDLINE without newline, .uname, .initrd, .linux). CMDLINE is required.
 #            bls and uki keep plain's /usr/lib/modules/<kver>/{vmlinuz,initramfs.img} too.
+#            vm       the base of the VM boot tests: plain with dracut instead of initramfs-tools,
+#                     plus e2fsprogs and dosfstools (fsck of the root and the ESP). Its
+#                     initramfs is dracut's generic one; tests/os/build-vm-images.sh adds cfs
+#                     (binary, dracut module, units) and rebuilds it.
 #   CMDLINE  see above; part of the cache key (only bls/uki accept it).
 #   -o DIR   also copy the result to DIR (which must not exist).
 #
@@ -43,7 +47,7 @@
 #   DIR/cmdline   (bls, uki) the command line used
 #
 # Cache: ${CFS_OS_CACHE:-/var/tmp/cfs-os-cache}/<variant>-<key>[-<cmdline key>]/, key = sha256 of
-# this script (which holds the package lists); each result is built in a temporary directory
+# this script (which holds the package lists) and oci-lib.sh; each result is built in a temporary directory
 # beside it and renamed into place, under a per-result flock, so concurrent callers wait for one
 # build. Entries made by other versions of this script are removed. The package versions are
 # whatever the mirror serves at build time; `rm -rf` the cache to pick up new ones.
@@ -79,6 +83,8 @@ export SOURCE_DATE_EPOCH=1735689600 # 2025-01-01T00:00:00Z
 packages_plain=(systemd systemd-sysv udev initramfs-tools zstd systemd-boot-efi
     linux-image-amd64/bookworm-backports)
 packages_selinux=("${packages_plain[@]}" selinux-policy-default)
+packages_vm=(systemd systemd-sysv udev dracut zstd systemd-boot-efi e2fsprogs dosfstools
+    linux-image-amd64/bookworm-backports)
 # Default `options` of the bls variant's entry.
 bls_default_options="root=LABEL=root ro console=ttyS0"
 
@@ -94,19 +100,21 @@ if [[ ${1-} == -o ]]; then
     outcopy=$2
     shift 2
 fi
-[[ $# -ge 1 && $# -le 2 ]] || die "usage: $0 [-o OUTDIR] plain|selinux|bls|uki [CMDLINE]"
+[[ $# -ge 1 && $# -le 2 ]] || die "usage: $0 [-o OUTDIR] plain|selinux|bls|uki|vm [CMDLINE]"
 variant=$1
 cmdline=${2-}
 case $variant in
-plain | selinux) [[ -z $cmdline ]] || die "$variant takes no CMDLINE" ;;
+plain | selinux | vm) [[ -z $cmdline ]] || die "$variant takes no CMDLINE" ;;
 bls) cmdline=${cmdline:-$bls_default_options} ;;
 uki) [[ -n $cmdline ]] || die "uki needs a CMDLINE (e.g. 'composefs=<hex> rw')" ;;
-*) die "unknown variant '$variant' (plain, selinux, bls, uki)" ;;
+*) die "unknown variant '$variant' (plain, selinux, bls, uki, vm)" ;;
 esac
 [[ $cmdline != *$'\n'* ]] || die "CMDLINE must be one line"
 [[ $(id -u) == 0 ]] || die "needs root (mmdebstrap --mode=root, file ownership)"
 
-script_key=$(sha256sum <"$script" | cut -c1-16)
+# shellcheck source=tests/os/oci-lib.sh
+source "${script%/*}/oci-lib.sh"
+script_key=$(cat "$script" "${script%/*}/oci-lib.sh" | sha256sum | cut -c1-16)
 mkdir -p "$cache"
 
 # ---------------------------------------------------------------------------------------------
@@ -123,96 +131,6 @@ host_mirror() { # SUFFIX DEFAULT
     echo "${uri:-$2}"
 }
 
-# Removes a temporary directory, first unmounting anything a killed mmdebstrap left below it
-# (so that rm never descends into a bind-mounted /dev or /proc).
-remove_tree() {
-    local dir=$1
-    [[ -e $dir ]] || return 0
-    local m
-    for m in $(findmnt -rn -o TARGET | grep -F "$dir/" | sort -r || true); do
-        umount -l "$m" || true
-    done
-    rm -rf --one-file-system "$dir"
-}
-
-# sha256 hex of a file.
-sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
-
-# Creates the uncompressed layer tar $2 from the directory $1 (whole tree, or the paths listed
-# in file $3 without recursion). Deterministic: sorted names, numeric owners, mtimes clamped,
-# no atime/ctime and no PID in pax headers. All xattrs except security.selinux, which would be
-# the build host's labels if it runs SELinux (the image's labels are computed at deploy time
-# from its own policy).
-make_tar() { # DIR OUT [LIST]
-    local args=(--create --file="$2" --directory="$1" --format=posix --numeric-owner
-        --sort=name --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --one-file-system
-        --xattrs --xattrs-include='*' --xattrs-exclude='security.selinux'
-        --pax-option='exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime')
-    if [[ $# -ge 3 ]]; then
-        tar "${args[@]}" --no-recursion --verbatim-files-from --files-from="$3"
-    else
-        tar "${args[@]}" .
-    fi
-}
-
-# Extracts the layer tar $1 onto directory $2 the way a container runtime would (as root:
-# owners, modes, xattrs).
-extract_tar() { # TAR DIR
-    tar --extract --file="$1" --directory="$2" --numeric-owner --same-permissions \
-        --same-owner --xattrs --xattrs-include='*'
-}
-
-# Adds the uncompressed layer tar $2 to the OCI layout $1 (DIR/oci) as a gzip blob; records its
-# "diff_id digest size" in DIR/layers.
-add_layer() { # OCI TAR
-    local diff_id gz digest
-    diff_id=$(sha256_of "$2")
-    gz=$1/blobs/sha256/.layer.tmp
-    gzip -n -6 <"$2" >"$gz"
-    digest=$(sha256_of "$gz")
-    mv "$gz" "$1/blobs/sha256/$digest"
-    echo "$diff_id $digest $(stat -c %s "$1/blobs/sha256/$digest")" >>"$1/../layers"
-}
-
-# Reuses the layers of another layout's (already written) image: hard links, else copies.
-reuse_layers() { # FROM_OCI TO_OCI
-    local diff_id digest size
-    while read -r diff_id digest size; do
-        ln "$1/blobs/sha256/$digest" "$2/blobs/sha256/$digest" 2>/dev/null ||
-            cp "$1/blobs/sha256/$digest" "$2/blobs/sha256/$digest"
-        echo "$diff_id $digest $size" >>"$2/../layers"
-    done <"$1/../layers"
-}
-
-# Writes a JSON blob (string $2) into layout $1; prints "digest size".
-put_blob() { # OCI JSON
-    local tmp=$1/blobs/sha256/.blob.tmp digest
-    printf '%s' "$2" >"$tmp"
-    digest=$(sha256_of "$tmp")
-    mv "$tmp" "$1/blobs/sha256/$digest"
-    echo "$digest $(stat -c %s "$1/blobs/sha256/$digest")"
-}
-
-# Writes config, manifest, index.json and oci-layout of layout $1 from DIR/layers.
-finish_oci() { # OCI DESCRIPTION
-    local oci=$1 what=$2 created diff_ids="" layers="" history="" diff_id digest size n=0
-    created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
-    while read -r diff_id digest size; do
-        n=$((n + 1))
-        [[ -z $diff_ids ]] || { diff_ids+=,; layers+=,; history+=,; }
-        diff_ids+="\"sha256:$diff_id\""
-        layers+="{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$digest\",\"size\":$size}"
-        history+="{\"created\":\"$created\",\"created_by\":\"tests/os/build-debian-os.sh: layer $n of $what\"}"
-    done <"$oci/../layers"
-    local config manifest cd cs md ms
-    config="{\"created\":\"$created\",\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Cmd\":[\"/sbin/init\"],\"Labels\":{\"containers.bootc\":\"1\"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[$diff_ids]},\"history\":[$history]}"
-    read -r cd cs < <(put_blob "$oci" "$config")
-    manifest="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$cd\",\"size\":$cs},\"layers\":[$layers]}"
-    read -r md ms < <(put_blob "$oci" "$manifest")
-    printf '%s' "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$md\",\"size\":$ms,\"annotations\":{\"org.opencontainers.image.ref.name\":\"latest\"}}]}" >"$oci/index.json"
-    printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$oci/oci-layout"
-}
-
 # ---------------------------------------------------------------------------------------------
 # Builders. Each fills the (new) directory $1 with rootfs/, oci/, kver.
 
@@ -220,7 +138,11 @@ finish_oci() { # OCI DESCRIPTION
 build_bootstrap() { # OUT VARIANT
     local out=$1 variant=$2 mirror security root kver
     local -a packages
-    if [[ $variant == selinux ]]; then packages=("${packages_selinux[@]}"); else packages=("${packages_plain[@]}"); fi
+    case $variant in
+    selinux) packages=("${packages_selinux[@]}") ;;
+    vm) packages=("${packages_vm[@]}") ;;
+    *) packages=("${packages_plain[@]}") ;;
+    esac
     command -v mmdebstrap >/dev/null || die "mmdebstrap is missing (apt-get install mmdebstrap)"
     mirror=$(host_mirror /debian http://deb.debian.org/debian)
     mirror=${CFS_VM_DEBIAN_MIRROR:-$mirror}
@@ -274,7 +196,7 @@ build_bootstrap() { # OUT VARIANT
     [[ ${#k[@]} == 1 && -f ${k[0]} ]] || die "expected one /boot/vmlinuz-*, found: ${k[*]}"
     kver=${k[0]##*/vmlinuz-}
     [[ -s $root/boot/initrd.img-$kver ]] ||
-        die "no initramfs /boot/initrd.img-$kver (initramfs-tools did not run?)"
+        die "no initramfs /boot/initrd.img-$kver (initramfs-tools or dracut did not run?)"
     log "kernel $kver, initramfs $(stat -c %s "$root/boot/initrd.img-$kver") bytes"
     # bootc layout: kernel and initramfs beside the modules (copies; /boot keeps its own).
     [[ -d $root/usr/lib/modules/$kver ]] || die "no /usr/lib/modules/$kver (not merged-/usr?)"
@@ -343,20 +265,6 @@ build_on_plain() { # OUT VARIANT ADD_FUNCTION
     finish_oci "$out/oci" "$variant"
     echo "$kver" >"$out/kver"
     printf '%s\n' "$cmdline" >"$out/cmdline"
-}
-
-# Creates DIR and its parents below STAGE (mode 0755), printing each path it created.
-mkdirs() { # STAGE DIR
-    local p=""
-    local part
-    IFS=/ read -ra parts <<<"$2"
-    for part in "${parts[@]}"; do
-        p=${p:+$p/}$part
-        if [[ ! -d $1/$p ]]; then
-            mkdir -m 0755 "$1/$p"
-        fi
-        echo "$p"
-    done
 }
 
 add_bls() { # BASE_ROOTFS STAGE KVER
@@ -435,7 +343,7 @@ build_variant() { # VARIANT CMDLINE
             trap "remove_tree '$tmp'" EXIT
             trap 'exit 143' TERM INT
             case $variant in
-            plain | selinux) build_bootstrap "$tmp" "$variant" ;;
+            plain | selinux | vm) build_bootstrap "$tmp" "$variant" ;;
             bls) build_on_plain "$tmp" bls add_bls ;;
             uki) build_on_plain "$tmp" uki add_uki ;;
             esac

@@ -420,7 +420,7 @@ pub(crate) struct SystemRoot {
     /// The physical root (default: the booted system's, /sysroot).
     #[arg(long, value_name = "DIR", default_value = "/sysroot")]
     pub(crate) root: PathBuf,
-    /// The boot directory: the ESP or /boot (default: ROOT/boot).
+    /// The boot directory: the ESP or /boot (default: ROOT/boot; on a booted system the ESP at /boot or /efi).
     #[arg(long, value_name = "DIR")]
     pub(crate) boot_dir: Option<PathBuf>,
     /// Where the staged marker lives (default /run/composefs).
@@ -539,7 +539,7 @@ pub(crate) enum InstallCommand {
     ToDisk {
         /// The image (any source `oci pull` takes).
         image: String,
-        /// The disk image file to create.
+        /// The disk image file to create (or, with --wipe, a block device).
         disk: PathBuf,
         /// Size of the disk image (bytes, or K/M/G/T; default 8G, sparse).
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -547,6 +547,9 @@ pub(crate) enum InstallCommand {
         /// Size of the ESP in MiB (default 1024).
         #[arg(long, value_name = "MIB", default_value_t = 1024)]
         esp_size: u64,
+        /// Erase DISK if it exists (a disk image file, or a block device used whole).
+        #[arg(long)]
+        wipe: bool,
         /// A kernel argument to add (may be repeated).
         #[arg(long, value_name = "ARG")]
         karg: Vec<String>,

@@ -104,6 +104,45 @@ pub fn find<'a>(bins: &'a [TestBinary], package: &str, target: &str) -> Result<&
         .with_context(|| format!("cargo built no test binary {package}/{target}"))
 }
 
+/// Builds the workspace's `cfsctl` (in the profile the running test was
+/// built with) and returns its path.
+pub fn cfsctl(workspace: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "-p",
+        "cfs-cli",
+        "--bin",
+        "cfsctl",
+        "--message-format=json",
+    ])
+    .current_dir(workspace);
+    let exe = std::env::current_exe().unwrap_or_default();
+    if exe.components().any(|c| c.as_os_str() == "release") {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().context("running cargo build -p cfs-cli")?;
+    if !out.status.success() {
+        bail!(
+            "cargo build -p cfs-cli failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == "cfsctl"
+            && let Some(p) = msg["executable"].as_str()
+        {
+            return Ok(p.into());
+        }
+    }
+    bail!("cargo build -p cfs-cli reported no cfsctl executable")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

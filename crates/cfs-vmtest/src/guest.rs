@@ -81,6 +81,22 @@ pub struct DiskSpec {
     pub verity: bool,
     /// Where it is mounted in the guest (created if missing).
     pub mount_at: String,
+    /// An existing disk image attached as it is (neither formatted nor
+    /// mounted; `size`, `verity` and `mount_at` are ignored), e.g. the
+    /// target of an installation.
+    pub raw: Option<PathBuf>,
+}
+
+impl DiskSpec {
+    /// The existing disk image `path`, attached as it is.
+    pub fn raw(path: &Path) -> DiskSpec {
+        DiskSpec {
+            size: 0,
+            verity: false,
+            mount_at: String::new(),
+            raw: Some(path.to_path_buf()),
+        }
+    }
 }
 
 /// A guest to run.
@@ -117,11 +133,13 @@ impl Guest {
                     size: 4 << 30,
                     verity: true,
                     mount_at: VERITY_DIR.into(),
+                    raw: None,
                 },
                 DiskSpec {
                     size: 1 << 30,
                     verity: false,
                     mount_at: PLAIN_DIR.into(),
+                    raw: None,
                 },
             ],
             suites: Vec::new(),
@@ -147,6 +165,10 @@ impl Guest {
             .with_context(|| format!("writing {}", initrd.display()))?;
         let mut disks = Vec::new();
         for (i, d) in self.disks.iter().enumerate() {
+            if let Some(raw) = &d.raw {
+                disks.push(raw.clone());
+                continue;
+            }
             let path = work.path().join(format!("disk{i}.img"));
             crate::disk::make_ext4(&path, d.size, d.verity)?;
             disks.push(path);
@@ -163,7 +185,9 @@ impl Guest {
                     KVM_BROKEN.store(true, Ordering::Relaxed);
                     accel = Accel::Tcg;
                     for (d, path) in self.disks.iter().zip(&disks) {
-                        crate::disk::make_ext4(path, d.size, d.verity)?;
+                        if d.raw.is_none() {
+                            crate::disk::make_ext4(path, d.size, d.verity)?;
+                        }
                     }
                 }
                 Boot::NotStarted(why) => bail!("{}: guest did not start: {why}", self.name),
@@ -225,6 +249,9 @@ impl Guest {
     pub fn disk_list(&self) -> String {
         let mut s = String::new();
         for (i, d) in self.disks.iter().enumerate() {
+            if d.raw.is_some() {
+                continue;
+            }
             let dev = format!("/dev/vd{}", char::from(b'a' + i as u8));
             s.push_str(&format!("{dev} {}\n", d.mount_at));
         }
@@ -384,9 +411,9 @@ enum Boot {
     Done(GuestReport),
 }
 
-/// KVM when `/dev/kvm` can be opened and no KVM guest failed yet (or
-/// `CFS_VM_ACCEL=kvm|tcg` says otherwise).
-fn choose_accel() -> Accel {
+/// KVM when `/dev/kvm` can be opened and no KVM guest of this process
+/// failed yet (or `CFS_VM_ACCEL=kvm|tcg` says otherwise).
+pub fn choose_accel() -> Accel {
     match std::env::var("CFS_VM_ACCEL").as_deref() {
         Ok("tcg") => return Accel::Tcg,
         Ok("kvm") => return Accel::Kvm,

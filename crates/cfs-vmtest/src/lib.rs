@@ -13,7 +13,9 @@
 //!   run unchanged, suites run in order under a time limit;
 //! - [`report`]: what the guest printed on its results port, parsed into
 //!   per-test PASS/FAIL, and every reason the run failed;
-//! - [`cargo`]: the workspace's test executables, from cargo itself.
+//! - [`cargo`]: the workspace's test executables, from cargo itself;
+//! - [`machine`]: whole-machine UEFI boots (OVMF) of an installed disk, for
+//!   the deployment tests, driven step by step through a control disk.
 //!
 //! The integration test `tests/guest.rs` uses all of it; it is what
 //! `cargo test --workspace` runs. See the README's "Guest tests".
@@ -26,6 +28,7 @@ pub mod cpio;
 pub mod disk;
 pub mod guest;
 pub mod kernel;
+pub mod machine;
 pub mod modules;
 mod process;
 pub mod report;

@@ -36,6 +36,13 @@ pub(crate) fn run(args: &SetupRootArgs) -> Result<()> {
         config,
         run_dir: args.run_dir.clone(),
     };
+    let gpt_auto = std::path::Path::new(cfs_deploy::setup_root::gpt_auto::GPT_AUTO_ROOT);
+    if let Some(link) =
+        cfs_deploy::setup_root::gpt_auto::write_volatile_root_hint(gpt_auto, &args.run_dir)
+            .with_context(|| format!("writing the volatile-root hint for {}", gpt_auto.display()))?
+    {
+        eprintln!("composefs: {} -> {}", link.display(), gpt_auto.display());
+    }
     let r = setup_root(&opts).context("composefs root setup failed")?;
     let etc = match r.etc {
         EtcMount::Bind => "bind",

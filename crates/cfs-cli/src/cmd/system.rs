@@ -11,8 +11,25 @@ use cfs_deploy::deploy::{Layout, booted_id, entryset};
 use super::repo::print;
 use crate::cli::{InstallCommand, SystemCommand, SystemRoot};
 
+/// The boot directory when none is given: `<root>/boot` if it holds the
+/// entries, else, on a booted system (root `/sysroot`), the ESP mounted at
+/// `/boot` or `/efi`.
+fn default_boot_dir(root: &std::path::Path) -> Option<std::path::PathBuf> {
+    if root.join("boot/loader").is_dir() || root != std::path::Path::new("/sysroot") {
+        return None;
+    }
+    ["/boot", "/efi"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.join("loader").is_dir())
+}
+
 fn layout(root: &SystemRoot) -> Layout {
-    let mut l = Layout::new(&root.root, root.boot_dir.as_deref());
+    let boot = root
+        .boot_dir
+        .clone()
+        .or_else(|| default_boot_dir(&root.root));
+    let mut l = Layout::new(&root.root, boot.as_deref());
     if let Some(run) = &root.run_dir {
         l.run = run.clone();
     }
@@ -83,6 +100,7 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             disk,
             size,
             esp_size,
+            wipe,
             karg,
             allow_missing_verity,
             bootloader,
@@ -100,6 +118,7 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
             };
             let mut disk_opts = cfs_deploy::deploy::disk::DiskOptions {
                 esp_mib: esp_size,
+                wipe,
                 ..Default::default()
             };
             if let Some(s) = size {

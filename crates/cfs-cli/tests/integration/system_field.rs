@@ -7,13 +7,15 @@
 //! - bootc #2422: a live deployment's manifest stream missing after
 //!   switching tags: status and gc still work and name what is missing;
 //! - bootc #2334: a UKI sealed for the V2 image in a repository that
-//!   generates V1: the deployment is the image the UKI mounts.
+//!   generates V1: the deployment is the image the UKI mounts; a UKI
+//!   sealed for an image that is not this one is refused at install time,
+//!   before anything is deployed.
 //!
 //! And `upgrade --check` / `--apply` against a tag that moves.
 
 use std::path::{Path, PathBuf};
 
-use crate::boot::us;
+use crate::boot::{us, us_fails};
 
 /// A physical root with its ESP and `/run` directory.
 struct System {
@@ -320,6 +322,61 @@ fn a_uki_sealed_for_v2_deploys_the_v2_image() {
     }
     let fsck = us(&["--repo", s.repo().to_str().unwrap(), "fsck"]);
     assert!(fsck.contains("status: ok"), "{fsck}");
+}
+
+#[test]
+fn install_refuses_a_uki_sealed_for_another_image() {
+    let test = "install_refuses_a_uki_sealed_for_another_image";
+    if !crate::support::privileged(test) || !crate::oci_support::have_tools(test, &["objcopy"]) {
+        return;
+    }
+    let wrong = "cd".repeat(64);
+    let Some(bad) = crate::debian_os::build(
+        "uki",
+        Some(&format!("composefs.digest=v1-sha512-12:{wrong} rw")),
+    ) else {
+        return;
+    };
+    let s = System::new();
+    let err = us_fails(&[
+        "system",
+        "install",
+        "to-filesystem",
+        "--allow-missing-verity",
+        "--boot-dir",
+        s.esp.to_str().unwrap(),
+        &src(&bad),
+        s.root.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(&format!("sealed for composefs image {wrong}")),
+        "{err}"
+    );
+    // Nothing deployed: no state, no entries, no UKI on the ESP.
+    let deploy = s.root.join("state/deploy");
+    let states = std::fs::read_dir(&deploy).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(states, 0, "a state directory left in {}", deploy.display());
+    for dir in ["loader/entries", "EFI/Linux"] {
+        let n = walk_files(&s.esp.join(dir));
+        assert!(n.is_empty(), "{dir}: {n:?}");
+    }
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! (`sfdisk`, `losetup`, `mkfs.vfat`, `mkfs.ext4`, `blkid`, `mount`, and
 //! mtools' `mcopy`/`mmd`) — each missing one named with its package.
 //!
-//! Partitions are attached as loop devices with an offset (no partition
-//! device nodes or udev needed). The root is mounted; the ESP is filled
+//! The disk is a new sparse file, or with `wipe` an existing file or block
+//! device (used whole). Partitions are attached as loop devices with an
+//! offset (no partition device nodes or udev needed). The root is mounted; the ESP is filled
 //! with mtools from a staging directory, so no FAT driver is needed either.
 
 use std::io;
@@ -27,6 +28,8 @@ pub struct DiskOptions {
     pub size: u64,
     /// Size of the ESP in MiB.
     pub esp_mib: u64,
+    /// Allowed to erase an existing disk (a block device, or a file).
+    pub wipe: bool,
 }
 
 impl Default for DiskOptions {
@@ -34,6 +37,7 @@ impl Default for DiskOptions {
         DiskOptions {
             size: 8 << 30,
             esp_mib: 1024,
+            wipe: false,
         }
     }
 }
@@ -109,21 +113,55 @@ fn partitions(disk: &Path) -> io::Result<Vec<(u64, u64)>> {
         .unwrap_or_default())
 }
 
+/// Appends `line` to the fstab at `path` (a symlink there is replaced by
+/// a file with its text, never written through).
+fn add_fstab_line(path: &Path, line: &str) -> io::Result<()> {
+    let mut text = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => std::fs::read_to_string(path)?,
+        _ => String::new(),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, text)
+}
+
 /// Partitions and formats `disk` and installs `opts.image` on it.
 pub fn install_to_disk(
     disk: &Path,
     disk_opts: &DiskOptions,
     opts: &InstallOptions,
 ) -> io::Result<Installed> {
-    if disk.exists() {
-        return Err(io::Error::other(format!(
-            "{} exists; give a new file",
-            disk.display()
-        )));
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(disk) {
+        Ok(m) if !disk_opts.wipe => {
+            return Err(io::Error::other(format!(
+                "{} exists{}; pass --wipe to erase it",
+                disk.display(),
+                if m.file_type().is_block_device() {
+                    " (a block device)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        // A block device is used whole, as it is.
+        Ok(m) if m.file_type().is_block_device() => {}
+        Ok(m) if !m.is_file() => {
+            return Err(io::Error::other(format!(
+                "{}: neither a regular file nor a block device",
+                disk.display()
+            )));
+        }
+        _ => {
+            let file = std::fs::File::create(disk)?;
+            file.set_len(0)?;
+            file.set_len(disk_opts.size)?;
+        }
     }
-    let file = std::fs::File::create(disk)?;
-    file.set_len(disk_opts.size)?;
-    drop(file);
     let script = format!(
         "label: gpt\n1: size={}MiB, type={ESP_TYPE}, name=\"ESP\"\n2: type={ROOT_TYPE_X86_64}, name=\"root\"\n",
         disk_opts.esp_mib
@@ -183,6 +221,20 @@ pub fn install_to_disk(
     }
     let layout = Layout::new(&mnt, Some(&staging));
     let done = install(&layout, &opts)?;
+    // The booted system mounts the ESP at /boot, where `system` commands and
+    // the finalize unit find the entries: a line in the deployment's
+    // /etc/fstab (a local change, kept by every /etc merge).
+    let esp_uuid = run(
+        Command::new("blkid").args(["-s", "UUID", "-o", "value", &esp.0]),
+        "util-linux",
+    )?;
+    add_fstab_line(
+        &layout.state(&done.id).join("etc/fstab"),
+        &format!(
+            "UUID={} /boot vfat umask=0077,shortname=winnt,nofail 0 2",
+            esp_uuid.trim()
+        ),
+    )?;
     // The ESP: every top-level entry of the staging directory, recursively.
     for item in std::fs::read_dir(&staging)? {
         let item = item?;

@@ -29,11 +29,15 @@
 //!    or `=overlay` on the command line skips the `/var` bind unless `[var]`
 //!    is configured.
 //!
+//! Before all that, [`gpt_auto::write_volatile_root_hint`] tells systemd's
+//! GPT auto-discovery in the booted system where the physical root is.
+//!
 //! The target defaults to `<sysroot>` (the image stacked on the physical
 //! root, which systemd then switches into); tests give `--target`. What was
 //! mounted is unmounted again when a later step fails.
 
 pub mod config;
+pub mod gpt_auto;
 
 use std::ffi::CString;
 use std::fs::File;
