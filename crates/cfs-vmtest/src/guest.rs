@@ -183,6 +183,7 @@ impl Guest {
                         self.name
                     );
                     KVM_BROKEN.store(true, Ordering::Relaxed);
+                    remember_kvm_broken();
                     accel = Accel::Tcg;
                     for (d, path) in self.disks.iter().zip(&disks) {
                         if d.raw.is_none() {
@@ -411,20 +412,43 @@ enum Boot {
     Done(GuestReport),
 }
 
-/// KVM when `/dev/kvm` can be opened and no KVM guest of this process
-/// failed yet (or `CFS_VM_ACCEL=kvm|tcg` says otherwise).
+/// KVM when `/dev/kvm` can be opened and no KVM guest failed yet, in this
+/// process or since the host booted (or `CFS_VM_ACCEL=kvm|tcg` says
+/// otherwise).
 pub fn choose_accel() -> Accel {
     match std::env::var("CFS_VM_ACCEL").as_deref() {
         Ok("tcg") => return Accel::Tcg,
         Ok("kvm") => return Accel::Kvm,
         _ => {}
     }
-    if KVM_BROKEN.load(Ordering::Relaxed) {
+    if KVM_BROKEN.load(Ordering::Relaxed) || kvm_seen_broken() {
         return Accel::Tcg;
     }
     match File::options().read(true).write(true).open("/dev/kvm") {
         Ok(_) => Accel::Kvm,
         Err(_) => Accel::Tcg,
+    }
+}
+
+/// Where a KVM failure is remembered: the cache's `kvm-broken`, holding the
+/// host's boot id (a failed KVM start costs a minute; the test binaries
+/// after the first need not pay it again until the host reboots).
+fn kvm_broken_marker() -> Option<(PathBuf, String)> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some((
+        crate::cache::root().ok()?.join("kvm-broken"),
+        boot_id.trim().to_owned(),
+    ))
+}
+
+fn kvm_seen_broken() -> bool {
+    kvm_broken_marker()
+        .is_some_and(|(path, id)| std::fs::read_to_string(path).is_ok_and(|text| text.trim() == id))
+}
+
+fn remember_kvm_broken() {
+    if let Some((path, id)) = kvm_broken_marker() {
+        let _ = std::fs::write(path, format!("{id}\n"));
     }
 }
 
