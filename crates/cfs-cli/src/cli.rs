@@ -1,7 +1,8 @@
 //! The `cfsctl` command line (clap): global options, subcommands, and the
 //! error report printed on failure.
 //!
-//! Global options go before the subcommand, as with composefs-rs `cfsctl`.
+//! Global options may be given anywhere (`cfsctl --repo R images` and
+//! `cfsctl images --repo R` alike) and are listed in every subcommand's help.
 //! Usage errors exit with 2 (clap), failures with 1 after an
 //! `Error: <message>` report with its `Caused by:` chain.
 
@@ -32,48 +33,50 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Options that precede the subcommand.
+/// Options of every subcommand (accepted before or after it).
 #[derive(Debug, Args)]
 pub(crate) struct GlobalOpts {
     /// The repository directory.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["user", "system"])]
+    #[arg(long, global = true, value_name = "PATH", conflicts_with_all = ["user", "system"])]
     pub(crate) repo: Option<PathBuf>,
     /// Use the per-user repository, $HOME/.var/lib/composefs.
     ///
     /// This is the default unless running as root.
-    #[arg(long, conflicts_with = "system")]
+    #[arg(long, global = true, conflicts_with = "system")]
     pub(crate) user: bool,
     /// Use the system repository, /sysroot/composefs.
     ///
     /// This is the default when running as root.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) system: bool,
-    /// Digest algorithm (checked against the repository's meta.json).
+    /// Digest algorithm: sha256 or sha512 (also spelled fsverity-sha256-12,
+    /// fsverity-sha512-12); checked against the repository's meta.json.
     ///
-    /// Without a repository it selects the digest of compute-id and
-    /// create-dumpfile (default sha512).
-    #[arg(long, value_enum, value_name = "HASH")]
+    /// For init, the new repository's algorithm (the same as init
+    /// --algorithm). Without a repository it selects the digest of
+    /// compute-id and create-dumpfile (default sha512).
+    #[arg(long, global = true, value_enum, value_name = "HASH")]
     pub(crate) hash: Option<HashArg>,
     /// EROFS format to write (create-image, compute-id, init).
     ///
     /// Overrides the repository's configured format for this invocation
     /// (meta.json is not changed); for init, the default format of the new
     /// repository: 0 and 1 (C mkcomposefs layout) or 2 (composefs-rs V2).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2))]
     pub(crate) erofs_version: Option<u32>,
     /// Fail unless the repository has fs-verity (is not insecure).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) require_verity: bool,
     /// Do not add meta.json to an old repository that lacks one.
     ///
     /// Such a repository is then used read-only.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) no_upgrade: bool,
     /// Do not open a repository (compute-id and create-dumpfile only).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) no_repo: bool,
     /// Worker threads for hashing and storing (default: one per CPU).
-    #[arg(short = 'j', long, value_name = "N")]
+    #[arg(short = 'j', long, global = true, value_name = "N")]
     pub(crate) threads: Option<usize>,
     /// Deprecated spelling of `init --insecure`.
     #[arg(long, hide = true)]
@@ -84,8 +87,10 @@ pub(crate) struct GlobalOpts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum HashArg {
     /// SHA-256 fs-verity digests.
+    #[value(alias = "fsverity-sha256-12")]
     Sha256,
     /// SHA-512 fs-verity digests.
+    #[value(alias = "fsverity-sha512-12")]
     Sha512,
 }
 
@@ -123,6 +128,13 @@ pub(crate) enum Command {
     /// List named images.
     #[command(visible_alias = "list-images")]
     Images(ImagesArgs),
+    /// Remove image names (images/refs/NAME); gc then collects what only they kept alive.
+    #[command(visible_alias = "rm")]
+    Untag {
+        /// The names to remove.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Store a directory's files and its composefs image; print the image id.
     CreateImage(CreateImageArgs),
     /// Print the image id create-image would produce, storing nothing.
@@ -197,6 +209,9 @@ pub(crate) enum OciCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Show whole manifest digests (default: the first 12 hex digits).
+        #[arg(long)]
+        no_trunc: bool,
     },
     /// Show an image's manifest, config and composefs images (JSON).
     Inspect {
@@ -366,9 +381,10 @@ pub(crate) struct UmountArgs {
 pub(crate) struct InitArgs {
     /// Where to create the repository (default: the global location).
     pub(crate) path: Option<PathBuf>,
-    /// Object digest algorithm: fsverity-sha256-12 or fsverity-sha512-12.
-    #[arg(long, value_name = "ALGORITHM", default_value = "fsverity-sha512-12", value_parser = parse_init_algorithm)]
-    pub(crate) algorithm: Algorithm,
+    /// Object digest algorithm: fsverity-sha512-12 (default) or
+    /// fsverity-sha256-12, also spelled sha512 / sha256 as --hash is.
+    #[arg(long, value_name = "ALGORITHM", value_parser = parse_init_algorithm)]
+    pub(crate) algorithm: Option<Algorithm>,
     /// Create the repository without fs-verity (for filesystems without it).
     #[arg(long)]
     pub(crate) insecure: bool,
@@ -381,14 +397,10 @@ pub(crate) struct InitArgs {
     /// is upgraded.
     #[arg(long)]
     pub(crate) ensure: bool,
-    /// Default EROFS format of the repository's images.
-    ///
-    /// Defaults to the global --erofs-version, else 1.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=2), conflicts_with = "erofs")]
-    pub(crate) erofs_version: Option<u32>,
     /// EROFS formats generated for every image, the default first: e.g.
     /// `v1`, `v2` or `v1,v2` (both; a V1 default keeps the `v1_erofs` flag).
-    #[arg(long, value_name = "LIST", value_parser = parse_erofs_list)]
+    /// Without it, the one format --erofs-version names (default 1).
+    #[arg(long, value_name = "LIST", value_parser = parse_erofs_list, conflicts_with = "erofs_version")]
     pub(crate) erofs: Option<ErofsList>,
 }
 
@@ -664,8 +676,14 @@ pub(crate) struct FsckArgs {
     pub(crate) metadata_only: bool,
 }
 
-/// `fsverity-<hash>-<lg block size>` as accepted by `init --algorithm`.
+/// `fsverity-<hash>-<lg block size>` as accepted by `init --algorithm`,
+/// or the bare `sha256` / `sha512` of `--hash`.
 fn parse_init_algorithm(text: &str) -> Result<Algorithm, String> {
+    match text {
+        "sha256" => return Ok(Algorithm::Sha256),
+        "sha512" => return Ok(Algorithm::Sha512),
+        _ => {}
+    }
     let rest = text
         .strip_prefix("fsverity-")
         .ok_or_else(|| format!("expected fsverity-<hash>-<lg_blocksize>, found '{text}'"))?;
@@ -709,6 +727,9 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
     };
     match repo::run(&cli.global, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`cfsctl dump … | head`): stop quietly, as
+        // tools killed by SIGPIPE do, without an error report.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = io::stdout().flush();
             let mut err = io::stderr().lock();
@@ -716,6 +737,28 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` comes from writing to standard output after its reader
+/// closed it (an `EPIPE` in the chain, and stdout a pipe with no reader).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let epipe = e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    });
+    epipe && stdout_widowed()
+}
+
+/// stdout is a pipe whose read end is closed (poll reports `POLLERR`).
+fn stdout_widowed() -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let stdout = io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
 }
 
 /// The failure report: `Error: <message>`, then, if the error has causes, a
@@ -833,7 +876,9 @@ mod tests {
             parse_init_algorithm("fsverity-sha512-16").unwrap_err(),
             "unsupported lg_blocksize 16 (only 12 is currently supported)"
         );
-        assert!(parse_init_algorithm("sha512").is_err());
+        // --hash's spelling is accepted too.
+        assert_eq!(parse_init_algorithm("sha512"), Ok(Algorithm::Sha512));
+        assert!(parse_init_algorithm("sha1").is_err());
     }
 
     #[test]

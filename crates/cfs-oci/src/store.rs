@@ -513,15 +513,41 @@ fn not_found_as(e: StoreError, message: String) -> StoreError {
     }
 }
 
-/// Resolves a tag or manifest digest to a manifest digest.
+/// Resolves a tag, a manifest digest (`sha256:<hex>`, `@` optional) or a
+/// unique short manifest digest (4+ hex digits, as `oci images` shows them)
+/// to a manifest digest.
 pub fn resolve_image_name(repo: &Repository, name: &str) -> Result<String> {
     let bare = name.strip_prefix('@').unwrap_or(name);
     if is_sha256_digest(bare) {
         return Ok(bare.to_owned());
     }
     check_tag(name)?;
-    resolve_tag(repo, name)?
-        .ok_or_else(|| StoreError::NotFound(format!("no image tagged {name:?}")))
+    if let Some(digest) = resolve_tag(repo, name)? {
+        return Ok(digest);
+    }
+    // A short manifest digest, as `oci images` shows them.
+    let hex = bare.strip_prefix("sha256:").unwrap_or(bare);
+    if hex.len() >= 4 && hex.len() < 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let prefix = format!("sha256:{}", hex.to_ascii_lowercase());
+        let mut matches: Vec<String> = list_tags(repo)?
+            .into_iter()
+            .map(|(_, d)| d)
+            .filter(|d| d.starts_with(&prefix))
+            .collect();
+        matches.sort();
+        matches.dedup();
+        match matches.len() {
+            0 => {}
+            1 => return Ok(matches.remove(0)),
+            n => {
+                return Err(StoreError::NotFound(format!(
+                    "{name} is ambiguous: {n} manifest digests start with it: {}",
+                    matches.join(", ")
+                )));
+            }
+        }
+    }
+    Err(StoreError::NotFound(format!("no image tagged {name:?}")))
 }
 
 /// The manifest digest a tag points to, if the tag exists.

@@ -14,6 +14,7 @@ mod crash_oci;
 mod debian_os;
 mod mount;
 mod mount_overlay;
+mod newcomer;
 mod oci;
 mod oci_hardening;
 mod oci_interop;

@@ -37,7 +37,15 @@ fn pull(repo: &Path, source: &str, tag: &str, extra: &[&str]) -> Pulled {
                 .arg(tag),
         ),
     );
-    let lines: Vec<&str> = out.lines().collect();
+    // manifest, config, verity, tagged, image (the composefs id `mount`
+    // takes), objects.
+    // (one `image` line per EROFS format of the repository).
+    let images = out.lines().filter(|l| l.starts_with("image    ")).count();
+    assert!(images >= 1, "oci pull {source} output:\n{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("image    "))
+        .collect();
     assert_eq!(lines.len(), 5, "oci pull {source} output:\n{out}");
     let field = |i: usize, key: &str| {
         let rest = lines[i]

@@ -391,11 +391,34 @@ fn create_image_without_usr() {
     let tree = tmp.path().join("tree");
     make_tree(&tree, 3, false);
     init(&repo, "fsverity-sha512-12");
+    // An application image: built, with a note, the root as it is.
+    let out = run(cfsctl(&repo).arg("create-image").arg(&tree).arg("app"));
+    let id = ok(&out);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains("has no usr/: building an application image"),
+        "{note}"
+    );
+    assert!(id.starts_with("sha512:") && id.len() == 7 + 128 + 1, "{id}");
+    let computed = ok(&run(cfsctl(&repo).arg("compute-id").arg(&tree)));
+    assert_eq!(format!("sha512:{computed}"), id);
+    let dump = ok(&run(cfsctl(&repo).args(["dump", "app"])));
+    let root_mode = std::fs::metadata(&tree).unwrap().permissions().mode() & 0o7777;
+    assert!(
+        dump.lines()
+            .next()
+            .unwrap()
+            .contains(&format!(" 4{root_mode:04o} ")),
+        "the root keeps its own mode {root_mode:o}: {dump}"
+    );
+
+    // A usr that is not a directory: refused before anything is scanned or stored.
+    std::fs::write(tree.join("usr"), b"not a dir").unwrap();
+    let objects_before = count_files(&repo.join("objects"));
     let err = fails(&run(cfsctl(&repo).arg("create-image").arg(&tree)), 1);
-    assert!(err.contains("\"usr\" does not exist"), "{err}");
+    assert!(err.contains("/usr is not a directory"), "{err}");
     assert!(err.contains("--no-propagate-usr-to-root"), "{err}");
-    let err = fails(&run(cfsctl(&repo).arg("compute-id").arg(&tree)), 1);
-    assert!(err.contains("\"usr\" does not exist"), "{err}");
+    assert_eq!(count_files(&repo.join("objects")), objects_before);
 
     let out = ok(&run(cfsctl(&repo)
         .args(["create-image", "--no-propagate-usr-to-root"])
@@ -495,25 +518,29 @@ fn images_listing_table_and_json() {
         .arg(&tree)
         .arg("nested/alpha")));
     let short = &hex[..12];
+    // Not a terminal: plain columns.
     let table = ok(&run(cfsctl(&repo).arg("list-images")));
     assert_eq!(
         table,
-        format!(
-            "┌──────────────┬──────────────┐
-│ NAME         ┆ DIGEST       │
-╞══════════════╪══════════════╡
-│ nested/alpha ┆ {short} │
-├╌╌╌╌╌╌╌╌╌╌╌╌╌╌┼╌╌╌╌╌╌╌╌╌╌╌╌╌╌┤
-│ zeta         ┆ {short} │
-└──────────────┴──────────────┘
-"
-        )
+        format!("NAME          DIGEST\nnested/alpha  {short}\nzeta          {short}\n")
     );
     let wide = ok(&run(cfsctl(&repo).args(["images", "--no-trunc"])));
-    assert!(
-        wide.contains(&format!("│ zeta         ┆ {hex} │")),
-        "{wide}"
-    );
+    assert!(wide.contains(&format!("zeta          {hex}\n")), "{wide}");
+    // On a terminal (script(1) gives it one): composefs-rs's box table.
+    let bin = crate::support::tools_dir().join("cfsctl");
+    let on_tty = run(std::process::Command::new("script").args([
+        "-qec",
+        &format!("'{}' --repo '{}' images", bin.display(), repo.display()),
+        "/dev/null",
+    ]));
+    if on_tty.status.success() {
+        let text = String::from_utf8_lossy(&on_tty.stdout).replace("\r\n", "\n");
+        assert!(
+            text.contains(&format!("│ nested/alpha ┆ {short} │\n"))
+                && text.contains("╞══════════════╪══════════════╡"),
+            "{text}"
+        );
+    }
     let json = ok(&run(cfsctl(&repo).args(["images", "--json"])));
     assert_eq!(
         json,
@@ -822,12 +849,9 @@ fn repository_options_and_errors() {
         .args(["--no-repo", "create-dumpfile"])
         .arg(&tree)));
 
-    // Usage errors exit 2: global options after the subcommand, conflicts,
-    // bad values.
-    fails(
-        &run(tool("cfsctl").arg("images").arg("--repo").arg(&repo)),
-        2,
-    );
+    // Global options after the subcommand work too (issue 15); usage
+    // errors exit 2: conflicts, bad values.
+    ok(&run(tool("cfsctl").arg("images").arg("--repo").arg(&repo)));
     fails(
         &run(tool("cfsctl").args(["--user", "--system", "images"])),
         2,

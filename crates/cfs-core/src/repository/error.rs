@@ -103,6 +103,18 @@ pub enum RepoError {
         /// The name asked for.
         name: String,
     },
+    /// A short id that more than one image or stream id starts with.
+    #[error("{}: {prefix} is ambiguous: {} {what} ids start with it: {}", path.display(), matches.len(), matches.join(", "))]
+    Ambiguous {
+        /// The repository path.
+        path: PathBuf,
+        /// `image`, `stream`.
+        what: &'static str,
+        /// The prefix given.
+        prefix: String,
+        /// Every id it matches.
+        matches: Vec<String>,
+    },
     /// A name that cannot be used (empty, absolute, `..`, NUL, …).
     #[error("invalid {what} name {name:?}: {reason}")]
     InvalidName {

@@ -5,8 +5,12 @@
 //! linked under `images/`: mounting goes through `images/` only, so the
 //! kernel's EROFS parser never sees arbitrary object content. An image is
 //! named by
-//! - a hex digest → `images/<hex>`; its content is verified against the
-//!   digest (kernel measurement in secure repositories, userspace otherwise);
+//! - a hex digest, or `<algorithm>:<hex>` as ids are printed → `images/<hex>`;
+//!   its content is verified against the digest (kernel measurement in
+//!   secure repositories, userspace otherwise);
+//! - a unique prefix of at least [`MIN_ID_PREFIX`] hex digits of an image
+//!   id, unless a ref has that name → `images/<hex>` (several matches: an
+//!   error listing them);
 //! - a name containing `/` (such as `refs/foo`) → `images/<name>`;
 //! - any other name → `images/refs/<name>`.
 
@@ -267,6 +271,24 @@ impl Repository {
 
     /// The repository-relative link for an image name.
     fn image_link(&self, name: &str) -> Result<String> {
+        let hex_len = 2 * self.algorithm().digest_len();
+        // `sha512:<hex>`, as create-image and import-image print ids.
+        let name = match name.split_once(':') {
+            Some((alg @ ("sha256" | "sha512"), hex)) => {
+                if alg != self.algorithm().name() {
+                    return Err(RepoError::NotFound {
+                        path: self.path().to_path_buf(),
+                        what: "image",
+                        name: format!(
+                            "{name} (a {alg} id; this repository's ids are {})",
+                            self.algorithm().name()
+                        ),
+                    });
+                }
+                hex
+            }
+            _ => name,
+        };
         if name.contains('/') {
             paths::check_name("image", name, true)?;
             Ok(format!("{}/{name}", paths::IMAGES))
@@ -274,10 +296,38 @@ impl Repository {
             Ok(format!("{}/{}", paths::IMAGES, name.to_ascii_lowercase()))
         } else {
             paths::check_name("image", name, true)?;
-            Ok(image_ref_path(name))
+            let by_name = image_ref_path(name);
+            if name.len() < MIN_ID_PREFIX
+                || name.len() >= hex_len
+                || !name.bytes().all(|b| b.is_ascii_hexdigit())
+                || self.read_link(&by_name)?.is_some()
+            {
+                return Ok(by_name);
+            }
+            // A short id, as `images` shows them (a ref of that name wins).
+            let prefix = name.to_ascii_lowercase();
+            let matches: Vec<String> = self
+                .list_links(paths::IMAGES, false)?
+                .into_iter()
+                .map(|e| e.name)
+                .filter(|n| n.len() == hex_len && n.starts_with(&prefix))
+                .collect();
+            match matches.as_slice() {
+                [] => Ok(by_name),
+                [one] => Ok(format!("{}/{one}", paths::IMAGES)),
+                _ => Err(RepoError::Ambiguous {
+                    path: self.path().to_path_buf(),
+                    what: "image",
+                    prefix: name.to_string(),
+                    matches,
+                }),
+            }
         }
     }
 }
+
+/// Fewest hex digits taken as a short image id.
+pub(crate) const MIN_ID_PREFIX: usize = 4;
 
 /// `images/<hex>`.
 pub(crate) fn image_path(digest: &Digest) -> String {

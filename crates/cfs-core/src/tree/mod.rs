@@ -25,7 +25,7 @@ pub use contents::{
     build_from_directory_into, read_contents,
 };
 pub use from_dir::{FileRef, ScanError, ScanOptions, ScannedTree, scan_directory};
-pub use transform::{TransformError, XattrFilter, recount_links, transform_for_oci};
+pub use transform::{Normalised, TransformError, XattrFilter, recount_links, transform_for_oci};
 pub use validate::{MAX_NAME_LEN, TreeError};
 
 use crate::verity::Digest;

@@ -3,7 +3,10 @@
 //! same tree gives the same image digest with either tool:
 //!
 //! 1. the root directory takes `/usr`'s mode, owner, mtime and xattrs
-//!    (layer tars often lack a root entry, and runtimes ignore it);
+//!    (layer tars often lack a root entry, and runtimes ignore it); a tree
+//!    without `/usr` (an application image) keeps its root as it is (0755
+//!    if nothing described it), where composefs-rs fails
+//!    ([`Normalised::WithoutUsr`]);
 //! 2. `/run`, if present, is emptied and takes `/usr`'s mtime (bind-mount
 //!    stubs of `RUN --mount` build steps are dropped);
 //! 3. xattrs are filtered on every inode: only `security.capability` is kept
@@ -66,14 +69,38 @@ pub enum TransformError {
     NotADirectory(&'static str),
 }
 
-/// Applies the normalisation (see the module docs).
-pub fn transform_for_oci(fs: &mut FileSystem, filter: XattrFilter) -> Result<(), TransformError> {
-    let usr = top_level_dir(fs, "usr")?.ok_or(TransformError::Missing("usr"))?;
-    let usr_stat = fs.inode(usr).stat.clone();
-    fs.inode_mut(InodeId::ROOT).stat = usr_stat.clone();
+/// What [`transform_for_oci`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalised {
+    /// All four steps (the tree has `/usr`): composefs-rs's ids.
+    Full,
+    /// The tree has no `/usr` (an application image, not an OS): the root
+    /// kept its own metadata and `/run` (emptied) its mtime; steps 3 and 4
+    /// applied. composefs-rs refuses such trees.
+    WithoutUsr,
+}
+
+/// Applies the normalisation (see the module docs); a tree without `/usr`
+/// gets [`Normalised::WithoutUsr`] instead of an error.
+pub fn transform_for_oci(
+    fs: &mut FileSystem,
+    filter: XattrFilter,
+) -> Result<Normalised, TransformError> {
+    let usr_stat = top_level_dir(fs, "usr")?.map(|usr| fs.inode(usr).stat.clone());
+    match &usr_stat {
+        Some(stat) => fs.inode_mut(InodeId::ROOT).stat = stat.clone(),
+        // A root nothing described (OCI layers without a `./` entry): 0755,
+        // as runtimes make it, rather than mode 0.
+        None if fs.inode(InodeId::ROOT).stat == super::Stat::default() => {
+            fs.inode_mut(InodeId::ROOT).stat.mode = 0o755;
+        }
+        None => {}
+    }
     if let Some(run) = top_level_dir(fs, "run")? {
         let inode = fs.inode_mut(run);
-        inode.stat.mtime = usr_stat.mtime;
+        if let Some(stat) = &usr_stat {
+            inode.stat.mtime = stat.mtime;
+        }
         if let Some(d) = inode.as_directory_mut() {
             d.entries_mut().clear();
         }
@@ -85,7 +112,11 @@ pub fn transform_for_oci(fs: &mut FileSystem, filter: XattrFilter) -> Result<(),
             .retain(|x| filter.keeps(&x.name));
     }
     recount_links(fs);
-    Ok(())
+    Ok(if usr_stat.is_some() {
+        Normalised::Full
+    } else {
+        Normalised::WithoutUsr
+    })
 }
 
 fn top_level_dir(fs: &FileSystem, name: &'static str) -> Result<Option<InodeId>, TransformError> {
@@ -233,11 +264,15 @@ mod tests {
 
     #[test]
     fn keep_user_xattrs_and_errors() {
-        let mut fs = FileSystem::new(stat(0o755, 1, &[]));
+        // No /usr: an application image; the root keeps its metadata,
+        // xattrs are still filtered.
+        let mut fs = FileSystem::new(stat(0o700, 1, &[("trusted.t", "v")]));
         assert_eq!(
             transform_for_oci(&mut fs, XattrFilter::AllowlistOnly),
-            Err(TransformError::Missing("usr"))
+            Ok(Normalised::WithoutUsr)
         );
+        assert_eq!(fs.inode(InodeId::ROOT).stat.mode & 0o7777, 0o700);
+        assert!(fs.inode(InodeId::ROOT).stat.xattrs.is_empty());
         let usr = dir(
             &mut fs,
             InodeId::ROOT,

@@ -25,7 +25,7 @@ use crate::cli::{GlobalOpts, OciCommand, OciMountArgs, OciTreeArgs};
 pub(crate) fn run(global: &GlobalOpts, command: OciCommand) -> Result<()> {
     match command {
         OciCommand::Pull(args) => pull::pull(global, &args),
-        OciCommand::Images { json } => show::images(global, json),
+        OciCommand::Images { json, no_trunc } => show::images(global, json, no_trunc),
         OciCommand::Inspect {
             image,
             manifest,

@@ -18,6 +18,7 @@ use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, Prog
 
 use cfs_oci::pull::{PullOptions, PullProgress, pull as pull_image};
 use cfs_oci::source::{Platform, SourceOptions, open_source};
+use cfs_oci::store::OciImage;
 
 use crate::cli::{GlobalOpts, OciPullArgs, parse_timeout};
 use crate::cmd::repo::{open_repo, print, threads};
@@ -66,6 +67,15 @@ pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
     }
     if let Some(t) = &report.tag {
         out.push_str(&format!("tagged   {t}\n"));
+    }
+    // The composefs image ids (what `cfsctl mount` takes), default format
+    // first, also when the pull found everything already present.
+    if let Ok(image) = OciImage::open_manifest(&repo, &report.manifest_digest) {
+        for version in repo.erofs_versions() {
+            if let Some(id) = image.linked_image(version) {
+                out.push_str(&format!("image    {} (EROFS V{version})\n", id.to_hex()));
+            }
+        }
     }
     out.push_str(&format!(
         "objects  {} new + {} already present objects; {} stored, {} inlined\n",

@@ -22,8 +22,8 @@ struct ImageRow {
     referrer_count: usize,
 }
 
-/// `oci images [--json]`.
-pub(super) fn images(global: &GlobalOpts, json: bool) -> Result<()> {
+/// `oci images [--json] [--no-trunc]`.
+pub(super) fn images(global: &GlobalOpts, json: bool, no_trunc: bool) -> Result<()> {
     let repo = open_repo_read(global)?;
     let mut rows = Vec::new();
     for (tag, digest) in store::list_tags(&repo)? {
@@ -77,7 +77,11 @@ pub(super) fn images(global: &GlobalOpts, json: bool) -> Result<()> {
                 .unwrap_or(&r.manifest_digest);
             vec![
                 r.name.clone(),
-                hex.chars().take(12).collect(),
+                if no_trunc {
+                    r.manifest_digest.clone()
+                } else {
+                    hex.chars().take(12).collect()
+                },
                 if r.is_container {
                     r.architecture.clone()
                 } else {
@@ -88,7 +92,7 @@ pub(super) fn images(global: &GlobalOpts, json: bool) -> Result<()> {
             ]
         })
         .collect();
-    print(&table::render(
+    print(&table::render_for_stdout(
         &["NAME", "DIGEST", "ARCH", "LAYERS", "REFS"],
         &body,
     ))

@@ -9,7 +9,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{HumanBytes, ProgressBar};
 
 use cfs_core::dumpfile::write_dumpfile_rs_links;
@@ -48,6 +48,41 @@ fn show(bar: &ProgressBar, p: &Progress, storing: bool) {
     bar.set_message(message);
 }
 
+/// What can be known before scanning (and storing) anything: `path` is a
+/// directory, and its `usr` is a directory or absent. Absent, the tree is
+/// taken as an application image (a note says so): its root keeps its own
+/// metadata instead of taking `/usr`'s.
+fn check_tree_root(path: &Path, tree: &TreeOpts) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("Reading the tree {}", path.display()))?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory", path.display());
+    }
+    if tree.no_propagate_usr_to_root {
+        return Ok(());
+    }
+    match std::fs::symlink_metadata(path.join("usr")) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!(
+            "{}/usr is not a directory, so the root cannot take its metadata\n\
+             hint: to build an image of this tree as it is, pass --no-propagate-usr-to-root",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "note: {} has no usr/: building an application image (its root keeps its own \
+                     metadata; composefs-rs refuses such trees)",
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("Reading {}/usr", path.display())),
+    }
+}
+
 /// Adds a hint to the error of a tree without `/usr`.
 fn with_hint(e: RepoError) -> anyhow::Error {
     match &e {
@@ -68,6 +103,7 @@ pub(crate) fn create_image(global: &GlobalOpts, args: &CreateImageArgs) -> Resul
     if let Some(version) = global.erofs_version.filter(|&v| v > 2) {
         return Err(unsupported_version(version));
     }
+    check_tree_root(&args.path, &args.tree)?;
     let opts = dir_options(global, &args.tree);
     let counters = Progress::default();
     let bar = progress::spinner("Scanning");
@@ -145,6 +181,7 @@ fn read_tree(
     path: &Path,
     algorithm: cfs_core::verity::Algorithm,
 ) -> Result<FileSystem> {
+    check_tree_root(path, tree)?;
     let opts = dir_options(global, tree);
     let counters = Progress::default();
     let bar = progress::spinner("Scanning");

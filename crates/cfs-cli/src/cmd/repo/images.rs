@@ -29,6 +29,36 @@ pub(crate) fn import_image(global: &GlobalOpts, name: &str, allow_missing: bool)
     print(&format!("{}\n", digest_id(&digest)))
 }
 
+/// `untag NAME…` (alias `rm`): removes `images/refs/NAME` of each; every
+/// name is checked first, so a missing one removes nothing.
+pub(crate) fn untag(global: &GlobalOpts, names: &[String]) -> Result<()> {
+    let repo = open_repo(global)?;
+    let mut missing = Vec::new();
+    for name in names {
+        paths::check_name("image", name, true).with_context(|| format!("untag {name}"))?;
+        let link = format!("{}/{}/{name}", paths::IMAGES, paths::REFS);
+        if repo.read_link(&link)?.is_none() {
+            missing.push(name.as_str());
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "no image named {} in {} (see `cfsctl images`); nothing removed",
+            missing.join(", "),
+            repo.path().display()
+        );
+    }
+    let mut out = String::new();
+    for name in names {
+        let link = format!("{}/{}/{name}", paths::IMAGES, paths::REFS);
+        repo.remove_link(&link)
+            .with_context(|| format!("Removing image name {name}"))?;
+        out.push_str(&format!("Untagged {name}\n"));
+    }
+    out.push_str("(`cfsctl gc` removes what no other name keeps alive)\n");
+    print(&out)
+}
+
 #[derive(Serialize)]
 struct ImageList {
     images: Vec<ImageEntry>,
@@ -81,7 +111,7 @@ pub(crate) fn list(global: &GlobalOpts, args: &ImagesArgs) -> Result<()> {
             vec![i.name, digest]
         })
         .collect();
-    print(&table::render(&["NAME", "DIGEST"], &rows))
+    print(&table::render_for_stdout(&["NAME", "DIGEST"], &rows))
 }
 
 /// `image-objects NAME`: every object the image references, `<alg>:<hex>`

@@ -22,18 +22,41 @@ use cfs_core::verity::Algorithm;
 use super::{print, repo_path};
 use crate::cli::{GlobalOpts, InitArgs};
 
+/// Whether `a` and `b` name the same directory (compared resolved when
+/// both exist, else as written, without a trailing `/`).
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a.components().eq(b.components()),
+    }
+}
+
 pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
-    let path = match &args.path {
-        Some(p) => p.clone(),
-        None => repo_path(global)?,
+    let path = match (&args.path, &global.repo) {
+        (Some(p), Some(r)) if !same_path(p, r) => bail!(
+            "init: two different repositories given: --repo {} and PATH {} (give one of them)",
+            r.display(),
+            p.display()
+        ),
+        (Some(p), _) => p.clone(),
+        (None, _) => repo_path(global)?,
+    };
+    let algorithm = match (args.algorithm, global.hash.map(|h| h.algorithm())) {
+        (Some(a), Some(h)) if a != h => bail!(
+            "init: --algorithm {} and --hash {} disagree (give one of them)",
+            meta::algorithm_name(a),
+            meta::algorithm_name(h)
+        ),
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => Algorithm::Sha512,
     };
     let shown = path.display().to_string();
     let opts = InitOptions {
-        algorithm: args.algorithm,
+        algorithm,
         insecure: args.insecure || global.insecure,
         erofs_version: match &args.erofs {
             Some(list) => list.0.first().copied().unwrap_or(1),
-            None => args.erofs_version.or(global.erofs_version).unwrap_or(1),
+            None => global.erofs_version.unwrap_or(1),
         },
         erofs_extra: args
             .erofs
@@ -51,7 +74,7 @@ pub(crate) fn init(global: &GlobalOpts, args: &InitArgs) -> Result<()> {
     let result = (|| {
         create_repo_dir(&path).with_context(|| format!("Initializing repository at {shown}"))?;
         if args.ensure
-            && let Some(message) = ensure_existing(global, &path, args.algorithm)
+            && let Some(message) = ensure_existing(global, &path, algorithm)
                 .with_context(|| format!("Ensuring repository at {shown}"))?
         {
             return Ok(Outcome::Ensured(message));

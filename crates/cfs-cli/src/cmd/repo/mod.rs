@@ -44,6 +44,7 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
             allow_missing_objects,
         } => images::import_image(global, &name, allow_missing_objects),
         Command::Images(args) => images::list(global, &args),
+        Command::Untag { names } => images::untag(global, &names),
         Command::CreateImage(args) => create::create_image(global, &args),
         Command::ComputeId(args) => create::compute_id(global, &args),
         Command::CreateDumpfile(args) => create::create_dumpfile(global, &args),

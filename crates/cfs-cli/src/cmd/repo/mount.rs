@@ -62,8 +62,30 @@ pub(crate) fn mount_repo_image(
         expected_digest: secure.then_some(*digest),
         ..MountOptions::default()
     };
+    check_mountpoint(mountpoint)?;
     mount_image(image, mountpoint, &options)
+        .map_err(|e| {
+            if e.errno() == rustix::io::Errno::PERM {
+                anyhow::Error::new(e).context("mounting needs root (CAP_SYS_ADMIN); run it as root")
+            } else {
+                anyhow::Error::new(e)
+            }
+        })
         .with_context(|| format!("Mounting image '{what}' on {}", mountpoint.display()))
+}
+
+/// The mount point exists and is a directory (else a message saying so,
+/// before anything is opened in the kernel).
+pub(crate) fn check_mountpoint(mountpoint: &Path) -> Result<()> {
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!("mount point {} is not a directory", mountpoint.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "mount point {} does not exist (create it with mkdir -p)",
+            mountpoint.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("mount point {}", mountpoint.display())),
+    }
 }
 
 /// Opens the repository read-only for mounting, with the global options.
@@ -87,7 +109,19 @@ pub(crate) fn umount(args: &UmountArgs) -> Result<()> {
     } else {
         UnmountFlags::empty()
     };
-    rustix::mount::unmount(&args.mountpoint, flags)
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("Unmounting {}", args.mountpoint.display()))
+    let shown = args.mountpoint.display();
+    match rustix::mount::unmount(&args.mountpoint, flags) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL) => {
+            anyhow::bail!("{shown} is not mounted (nothing to unmount)")
+        }
+        Err(rustix::io::Errno::NOENT) => anyhow::bail!("{shown} does not exist"),
+        Err(rustix::io::Errno::PERM) => {
+            anyhow::bail!("unmounting needs root (CAP_SYS_ADMIN); run it as root")
+        }
+        Err(rustix::io::Errno::BUSY) => {
+            anyhow::bail!("{shown} is busy (a process uses it); stop it, or unmount with --lazy")
+        }
+        Err(e) => Err(std::io::Error::from(e)).with_context(|| format!("Unmounting {shown}")),
+    }
 }

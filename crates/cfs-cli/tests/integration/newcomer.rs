@@ -1,0 +1,401 @@
+//! What a new user trips over (issue 15), one test per finding: ids printed
+//! by cfs are accepted back, global options anywhere, `untag`, `oci images
+//! --no-trunc`, `init` refusing conflicting options.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::oci_support::{base_tar, cfs, exec, gzip, ok, write_layout};
+
+fn err(what: &str, out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An insecure SHA-512 repository with one image made from a small tree,
+/// named `NAME`; returns what create-image printed (`sha512:<hex>`).
+fn repo_with_image(repo: &Path, tree: &Path, name: &str) -> String {
+    if !repo.join("meta.json").exists() {
+        ok("init", &exec(cfs(repo).args(["init", "--insecure"])));
+    }
+    std::fs::create_dir_all(tree.join("usr/share")).unwrap();
+    std::fs::write(tree.join("usr/share/file"), name.as_bytes()).unwrap();
+    ok(
+        "create-image",
+        &exec(cfs(repo).arg("create-image").arg(tree).arg(name)),
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn every_printed_id_is_accepted_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let id = repo_with_image(&repo, &tmp.path().join("t1"), "one");
+    let hex = id
+        .strip_prefix("sha512:")
+        .unwrap_or_else(|| panic!("create-image printed {id}"));
+    let dump_of = |name: &str| {
+        ok(
+            &format!("dump {name}"),
+            &exec(cfs(&repo).args(["dump", name])),
+        )
+    };
+    let by_name = dump_of("one");
+    // As printed, bare, and as short as `images` shows it.
+    assert_eq!(dump_of(&id), by_name);
+    assert_eq!(dump_of(hex), by_name);
+    let listing = ok("images", &exec(cfs(&repo).arg("images")));
+    let short = &hex[..12];
+    assert!(listing.contains(short), "{listing}");
+    assert_eq!(dump_of(short), by_name);
+    assert_eq!(dump_of(&hex[..6].to_ascii_uppercase()), by_name);
+    // The other algorithm's prefix is named as such.
+    let e = err(
+        "dump sha256:…",
+        &exec(cfs(&repo).args(["dump", &format!("sha256:{}", &hex[..64])])),
+    );
+    assert!(
+        e.contains("a sha256 id; this repository's ids are sha512"),
+        "{e}"
+    );
+    // An unknown short id is "no such image".
+    let unknown = if hex.starts_with("0000") {
+        "ffff"
+    } else {
+        "0000"
+    };
+    let e = err("dump unknown", &exec(cfs(&repo).args(["dump", unknown])));
+    assert!(e.contains(&format!("no such image: {unknown}")), "{e}");
+}
+
+#[test]
+fn an_ambiguous_short_id_lists_the_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let id = repo_with_image(&repo, &tmp.path().join("t"), "one");
+    let a = id.strip_prefix("sha512:").unwrap().to_owned();
+    // A second image id sharing all but the last digit (a link to the same
+    // object: sharing 12 digits by chance would take ~2^48 images).
+    let last = if a.ends_with('0') { '1' } else { '0' };
+    let b = format!("{}{last}", &a[..a.len() - 1]);
+    let target = std::fs::read_link(repo.join("images").join(&a)).unwrap();
+    std::os::unix::fs::symlink(&target, repo.join("images").join(&b)).unwrap();
+    let e = err("dump ambiguous", &exec(cfs(&repo).args(["dump", &a[..12]])));
+    assert!(
+        e.contains(&format!(
+            "{} is ambiguous: 2 image ids start with it",
+            &a[..12]
+        )) && e.contains(&a)
+            && e.contains(&b),
+        "{e}"
+    );
+    // Fewer than 4 digits is a name, not a prefix.
+    let e = err("dump 3 digits", &exec(cfs(&repo).args(["dump", &a[..3]])));
+    assert!(e.contains("no such image"), "{e}");
+    // A ref whose name looks like a prefix wins over the prefix.
+    std::fs::create_dir_all(tmp.path().join("u/usr")).unwrap();
+    ok(
+        "create-image named like a prefix",
+        &exec(
+            cfs(&repo)
+                .arg("create-image")
+                .arg(tmp.path().join("u"))
+                .arg(&a[..12]),
+        ),
+    );
+    let by_ref = ok("dump ref", &exec(cfs(&repo).args(["dump", &a[..12]])));
+    assert!(!by_ref.contains("/usr/share/file"), "{by_ref}");
+}
+
+#[test]
+fn global_options_anywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repo_with_image(&repo, &tmp.path().join("t"), "one");
+    let bin = crate::support::tools_dir().join("cfsctl");
+    let out = exec(
+        std::process::Command::new(&bin)
+            .args(["images", "--repo"])
+            .arg(&repo),
+    );
+    assert!(ok("images --repo", &out).contains("one"));
+    let out = exec(
+        std::process::Command::new(&bin)
+            .args(["oci", "images", "--repo"])
+            .arg(&repo),
+    );
+    ok("oci images --repo", &out);
+    for sub in [
+        &["images"][..],
+        &["oci", "pull"],
+        &["system", "status"],
+        &["gc"],
+    ] {
+        let help = ok(
+            "help",
+            &exec(std::process::Command::new(&bin).args(sub).arg("--help")),
+        );
+        assert!(
+            help.contains("--repo <PATH>") && help.contains("--hash <HASH>"),
+            "{sub:?} --help:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn untag_removes_names_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repo_with_image(&repo, &tmp.path().join("a"), "a");
+    repo_with_image(&repo, &tmp.path().join("b"), "b");
+    // A missing name among several: nothing is removed.
+    let e = err("untag a zzz", &exec(cfs(&repo).args(["untag", "a", "zzz"])));
+    assert!(
+        e.contains("no image named zzz") && e.contains("nothing removed"),
+        "{e}"
+    );
+    let listing = ok("images", &exec(cfs(&repo).arg("images")));
+    assert!(listing.lines().any(|l| l.starts_with("a ")), "{listing}");
+    let out = ok("untag a", &exec(cfs(&repo).args(["untag", "a"])));
+    assert!(out.contains("Untagged a"), "{out}");
+    let out = ok("rm b", &exec(cfs(&repo).args(["rm", "b"])));
+    assert!(out.contains("Untagged b"), "{out}");
+    let listing = ok("images", &exec(cfs(&repo).arg("images")));
+    assert_eq!(listing.trim(), "No images found", "{listing}");
+    // Nothing names them now: gc removes both images.
+    let image_links = || {
+        std::fs::read_dir(repo.join("images"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().len() == 128)
+            .count()
+    };
+    assert_eq!(image_links(), 2);
+    ok("gc", &exec(cfs(&repo).arg("gc")));
+    assert_eq!(image_links(), 0);
+}
+
+#[test]
+fn init_refuses_conflicting_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let e = err("init two paths", &exec(cfs(&a).arg("init").arg(&b)));
+    assert!(e.contains("two different repositories"), "{e}");
+    assert!(!a.exists() && !b.exists());
+    // The same path twice is fine.
+    ok(
+        "init same path",
+        &exec(cfs(&a).args(["init", "--insecure"]).arg(&a)),
+    );
+    let e = err(
+        "init --hash/--algorithm",
+        &exec(cfs(&b).args([
+            "init",
+            "--hash",
+            "sha256",
+            "--algorithm",
+            "fsverity-sha512-12",
+        ])),
+    );
+    assert!(e.contains("disagree"), "{e}");
+    // One spelling for both: --hash for init, --algorithm with sha256.
+    ok(
+        "init --hash",
+        &exec(cfs(&b).args(["init", "--insecure", "--hash", "sha256"])),
+    );
+    let meta = std::fs::read_to_string(b.join("meta.json")).unwrap();
+    assert!(meta.contains("sha256"), "{meta}");
+    let c = tmp.path().join("c");
+    ok(
+        "init --algorithm sha256",
+        &exec(cfs(&c).args(["init", "--insecure", "--algorithm", "sha256"])),
+    );
+    assert!(
+        std::fs::read_to_string(c.join("meta.json"))
+            .unwrap()
+            .contains("sha256")
+    );
+    let d = tmp.path().join("d");
+    ok(
+        "--hash fsverity-sha256-12",
+        &exec(cfs(&d).args(["--hash", "fsverity-sha256-12", "init", "--insecure"])),
+    );
+}
+
+#[test]
+fn oci_pull_prints_the_mountable_id_and_short_digests_resolve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok("init", &exec(cfs(&repo).args(["init", "--insecure"])));
+    let mut t = base_tar();
+    t.file("usr/hello", b"hello");
+    let layout = tmp.path().join("layout");
+    let manifest = write_layout(&layout, "v1", &[gzip(t.finish())]);
+    let src = format!("oci:{}:v1", layout.display());
+    let out = ok(
+        "oci pull",
+        &exec(cfs(&repo).args(["oci", "pull", &src, "app"])),
+    );
+    let image = out
+        .lines()
+        .find_map(|l| l.strip_prefix("image    "))
+        .unwrap_or_else(|| panic!("no image line:\n{out}"));
+    let id = image.split_whitespace().next().unwrap();
+    assert!(image.ends_with("(EROFS V1)"), "{out}");
+    // The id is what `mount` takes: the same name resolution, shown with dump.
+    let dump = ok("dump id", &exec(cfs(&repo).args(["dump", id])));
+    assert!(dump.contains("/usr/hello"), "{dump}");
+    // oci images: 12 digits, or all with --no-trunc; both resolve back.
+    let hex = manifest.strip_prefix("sha256:").unwrap();
+    let listing = ok("oci images", &exec(cfs(&repo).args(["oci", "images"])));
+    assert!(
+        listing.contains(&hex[..12]) && !listing.contains(hex),
+        "{listing}"
+    );
+    let full = ok(
+        "oci images --no-trunc",
+        &exec(cfs(&repo).args(["oci", "images", "--no-trunc"])),
+    );
+    assert!(full.contains(&manifest), "{full}");
+    let by_tag = ok(
+        "oci inspect app",
+        &exec(cfs(&repo).args(["oci", "inspect", "app"])),
+    );
+    assert!(by_tag.contains(id), "{by_tag}");
+    for name in [&hex[..12], &manifest[..20], &manifest] {
+        let inspect = ok(
+            &format!("oci inspect {name}"),
+            &exec(cfs(&repo).args(["oci", "inspect", name])),
+        );
+        assert_eq!(inspect, by_tag, "{name}");
+    }
+    // Not a tag, not a digest of any: the error says so.
+    let e = err(
+        "oci inspect ffff0000",
+        &exec(cfs(&repo).args(["oci", "inspect", "ffff0000"])),
+    );
+    assert!(e.contains("no image tagged \"ffff0000\""), "{e}");
+}
+
+#[test]
+fn mount_and_umount_errors_in_plain_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repo_with_image(&repo, &tmp.path().join("t"), "one");
+    let missing = tmp.path().join("missing");
+    let e = err(
+        "mount on missing",
+        &exec(cfs(&repo).arg("mount").arg("one").arg(&missing)),
+    );
+    assert!(
+        e.contains(&format!("mount point {} does not exist", missing.display())),
+        "{e}"
+    );
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let e = err(
+        "mount on a file",
+        &exec(cfs(&repo).arg("mount").arg("one").arg(&file)),
+    );
+    assert!(e.contains("is not a directory"), "{e}");
+    let dir = tmp.path().join("mnt");
+    std::fs::create_dir(&dir).unwrap();
+    let e = err(
+        "umount unmounted",
+        &exec(cfs(&repo).arg("umount").arg(&dir)),
+    );
+    assert!(e.contains("is not mounted"), "{e}");
+    let e = err(
+        "umount missing",
+        &exec(cfs(&repo).arg("umount").arg(&missing)),
+    );
+    assert!(e.contains("does not exist"), "{e}");
+    // Without CAP_SYS_ADMIN (root's dropped from the bounding set).
+    if !crate::support::privileged("mount_and_umount_errors_in_plain_words")
+        || !crate::oci_support::have_tools("mount_and_umount_errors_in_plain_words", &["setpriv"])
+    {
+        return;
+    }
+    let bin = crate::support::tools_dir().join("cfsctl");
+    let out = exec(
+        std::process::Command::new("setpriv")
+            .args(["--bounding-set", "-sys_admin", "--inh-caps", "-all", "--"])
+            .arg(&bin)
+            .arg("--repo")
+            .arg(&repo)
+            .args(["mount", "one"])
+            .arg(&dir),
+    );
+    let e = err("mount without CAP_SYS_ADMIN", &out);
+    assert!(e.contains("mounting needs root (CAP_SYS_ADMIN)"), "{e}");
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let tree = tmp.path().join("t");
+    for i in 0..2000 {
+        let d = tree.join(format!("usr/d{}", i % 40));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("file-with-a-long-name-{i}")), i.to_string()).unwrap();
+    }
+    repo_with_image(&repo, &tree, "big");
+    // `cfsctl dump big | head -n1`, the shell way.
+    let bin = crate::support::tools_dir().join("cfsctl");
+    let out = exec(std::process::Command::new("sh").arg("-c").arg(format!(
+        "'{}' --repo '{}' dump big | head -n 1",
+        bin.display(),
+        repo.display()
+    )));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Broken pipe") && !stderr.contains("Error"),
+        "stderr: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // An output error that is not a closed pipe is still reported.
+    let full = exec(
+        cfs(&repo).args(["dump", "big"]).stdout(
+            std::fs::File::options()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        ),
+    );
+    let e = err("dump > /dev/full", &full);
+    assert!(e.contains("No space left on device"), "{e}");
+}
+
+#[test]
+fn an_application_image_without_usr_is_pulled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok("init", &exec(cfs(&repo).args(["init", "--insecure"])));
+    // A distroless-style image: /app and /etc, no /usr.
+    let mut t = crate::oci_support::Tar::default();
+    t.dir("app/")
+        .dir("etc/")
+        .file("app/server", b"#!/bin/true\n");
+    let layout = tmp.path().join("layout");
+    write_layout(&layout, "app", &[gzip(t.finish())]);
+    let src = format!("oci:{}:app", layout.display());
+    let out = ok(
+        "oci pull",
+        &exec(cfs(&repo).args(["oci", "pull", &src, "app"])),
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("image    "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no image line:\n{out}"))
+        .to_owned();
+    let dump = ok("dump", &exec(cfs(&repo).args(["dump", &id])));
+    assert!(dump.contains("/app/server"), "{dump}");
+}
