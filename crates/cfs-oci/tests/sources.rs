@@ -150,7 +150,10 @@ fn oci_layout_directory() {
     let err = src.manifest(&Platform::host()).unwrap_err().to_string();
     assert_eq!(
         err,
-        format!("tag nope not found in OCI layout {}", layout.display())
+        format!(
+            "tag nope not found in OCI layout {} (its tags: v1)",
+            layout.display()
+        )
     );
 
     let (amd64, arm64) = add_multi_platform_tag(&layout);

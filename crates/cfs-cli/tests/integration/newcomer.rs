@@ -399,3 +399,48 @@ fn an_application_image_without_usr_is_pulled() {
     let dump = ok("dump", &exec(cfs(&repo).args(["dump", &id])));
     assert!(dump.contains("/app/server"), "{dump}");
 }
+
+#[test]
+fn oci_sources_say_what_they_have() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok("init", &exec(cfs(&repo).args(["init", "--insecure"])));
+    let mut t = base_tar();
+    t.file("usr/hello", b"hello");
+    let layout = tmp.path().join("layout");
+    write_layout(&layout, "v1", &[gzip(t.finish())]);
+    // A tag the layout does not have: its tags are listed.
+    let src = format!("oci:{}:v9", layout.display());
+    let e = err("pull v9", &exec(cfs(&repo).args(["oci", "pull", &src])));
+    assert!(
+        e.contains("tag v9 not found in") && e.contains("(its tags: v1)"),
+        "{e}"
+    );
+    // An explicit platform the (single-platform) image is not for: refused,
+    // nothing pulled.
+    let other = if crate::oci_support::goarch() == "s390x" {
+        "linux/amd64"
+    } else {
+        "linux/s390x"
+    };
+    let src = format!("oci:{}:v1", layout.display());
+    let e = err(
+        "pull --platform",
+        &exec(cfs(&repo).args(["oci", "pull", "--platform", other, &src, "x"])),
+    );
+    assert!(
+        e.contains(&format!(
+            "the image is for linux/{}, not the requested platform {other}",
+            crate::oci_support::goarch()
+        )),
+        "{e}"
+    );
+    let listing = ok("oci images", &exec(cfs(&repo).args(["oci", "images"])));
+    assert_eq!(listing.trim(), "No images found", "{listing}");
+    // The matching platform is pulled.
+    let host = format!("linux/{}", crate::oci_support::goarch());
+    ok(
+        "pull --platform host",
+        &exec(cfs(&repo).args(["oci", "pull", "--platform", &host, &src, "x"])),
+    );
+}

@@ -711,6 +711,7 @@ fn transaction_holds_off_gc() {
     let mut gc = cfsctl(&repo)
         .arg("gc")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -730,6 +731,12 @@ fn transaction_holds_off_gc() {
     holder.wait().unwrap();
     let out = gc.wait_with_output().unwrap();
     assert_eq!(ok(&out), "Objects: 0 removed (0 bytes)\n");
+    // It said why it waited.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Waiting for the other users of"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub struct GcOptions {
     /// Further roots: `images/` entries (hex digests), `streams/` content
     /// ids, or ref names (`refs/…` under either).
     pub extra_roots: Vec<String>,
+    /// Called (with the repository path) before waiting for other users of
+    /// the repository to let go of its lock, so the caller can say why
+    /// nothing happens; not called when the lock is free.
+    pub on_wait: Option<fn(&std::path::Path)>,
 }
 
 /// What a collection removed (or would remove, in a dry run).
@@ -128,7 +132,15 @@ impl Repository {
             None
         } else {
             self.check_writable()?;
-            Some(self.lock_exclusive()?)
+            match self.try_lock_exclusive()? {
+                Some(guard) => Some(guard),
+                None => {
+                    if let Some(f) = opts.on_wait {
+                        f(self.path());
+                    }
+                    Some(self.lock_exclusive()?)
+                }
+            }
         };
         let live = self.live_objects(&opts.extra_roots)?;
         let mut report = GcReport {

@@ -86,6 +86,7 @@ fn keeps_what_roots_reach_and_removes_the_rest() {
     let opts = GcOptions {
         dry_run: true,
         extra_roots: vec!["extra-1".into(), image4.to_hex()],
+        ..GcOptions::default()
     };
     let links_before = all_links(&repo);
     let expected = GcReport {
@@ -375,6 +376,7 @@ fn check_model(m: &Model) {
     let opts = GcOptions {
         dry_run: true,
         extra_roots: roots,
+        ..GcOptions::default()
     };
     let dry = repo.gc(&opts).unwrap();
     assert_eq!(stored_objects(&repo), all);

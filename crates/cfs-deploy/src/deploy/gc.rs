@@ -158,6 +158,7 @@ pub fn gc(layout: &Layout, booted: Option<&str>, dry_run: bool) -> io::Result<Sy
         .gc(&GcOptions {
             dry_run,
             extra_roots: ids.into_iter().collect(),
+            ..GcOptions::default()
         })
         .map_err(other)?;
     Ok(out)

@@ -199,6 +199,9 @@ pub fn pull(
         ..PullReport::default()
     };
     if let Some(done) = already_pulled(repo, &manifest_digest)? {
+        if let (Some(want), Some(config)) = (&opts.platform, &done.config) {
+            check_platform(&source.describe(), want, config)?;
+        }
         report.config_digest = done.config_digest.clone();
         report.manifest_stream = Some(done.manifest_stream.object);
         report.already_present = true;
@@ -231,6 +234,9 @@ pub fn pull(
     }
     let config_bytes = fetch_small_blob(source, &config_digest, config_desc.size())?;
     let config = store::parse_config(&config_bytes, &config_digest)?;
+    if let Some(want) = &opts.platform {
+        check_platform(&source.describe(), want, &config)?;
+    }
     let diff_ids = config.rootfs().diff_ids();
     let layers = manifest.layers();
     if diff_ids.len() != layers.len() {
@@ -314,6 +320,28 @@ pub fn pull(
     )?;
     report.manifest_stream = Some(manifest_stream);
     Ok(report)
+}
+
+/// An explicit `--platform` must be the image's own: a single-platform
+/// image (no index to choose from) of another platform is refused instead
+/// of pulled.
+fn check_platform(
+    what: &str,
+    want: &Platform,
+    config: &oci_spec::image::ImageConfiguration,
+) -> Result<(), PullError> {
+    let (os, arch) = (config.os().to_string(), config.architecture().to_string());
+    if want.matches(&os, &arch, config.variant().as_deref()) {
+        return Ok(());
+    }
+    let variant = config
+        .variant()
+        .as_ref()
+        .map(|v| format!("/{v}"))
+        .unwrap_or_default();
+    Err(PullError::Invalid(format!(
+        "{what}: the image is for {os}/{arch}{variant}, not the requested platform {want}"
+    )))
 }
 
 /// The stored image if manifest, config, layers and every EROFS image the

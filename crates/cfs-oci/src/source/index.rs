@@ -234,7 +234,19 @@ pub(crate) fn resolve_layout(
     };
     if candidates.is_empty() {
         return Err(SourceError::Other(match tag {
-            Some(tag) => format!("tag {tag} not found in {what}"),
+            Some(tag) => {
+                let mut tags: Vec<&str> = entries.iter().filter_map(Descriptor::tag).collect();
+                tags.sort_unstable();
+                tags.dedup();
+                format!(
+                    "tag {tag} not found in {what} (its tags: {})",
+                    if tags.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        tags.join(", ")
+                    }
+                )
+            }
             None => format!("{what} holds no images"),
         }));
     }
@@ -488,7 +500,10 @@ mod tests {
             "{err}"
         );
         let err = resolve(Some("v1"), "linux/amd64").unwrap_err().to_string();
-        assert_eq!(err, "tag v1 not found in OCI layout /x");
+        assert_eq!(
+            err,
+            "tag v1 not found in OCI layout /x (its tags: a, b, multi)"
+        );
         // without a tag: the nested index matches amd64 and is the only match
         assert_eq!(resolve(None, "linux/amd64").unwrap(), sha256_digest(&amd));
         // nothing matches s390x: the message lists the tags

@@ -23,6 +23,16 @@ pub(crate) fn gc(global: &GlobalOpts, args: &GcArgs) -> Result<()> {
     let opts = GcOptions {
         dry_run: args.dry_run,
         extra_roots: args.roots.clone(),
+        on_wait: Some(|path| {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "Waiting for the other users of {} to finish (gc needs the repository to \
+                     itself; a `cfsctl transaction` or a running pull holds it)…",
+                    path.display()
+                );
+            }
+        }),
     };
     let report = progress::spin_while("Collecting garbage", || repo.gc(&opts))?;
     let mut text = String::new();
