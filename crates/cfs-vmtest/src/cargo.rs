@@ -24,28 +24,34 @@ pub struct TestBinary {
     pub package_dir: PathBuf,
 }
 
-/// The test executables of the workspace at `workspace`.
-pub fn test_binaries(workspace: &Path) -> Result<Vec<TestBinary>> {
+/// Runs `cargo ARGS --message-format=json` in `workspace`, in the profile
+/// the running test was built with, and returns its JSON messages.
+fn cargo_messages(workspace: &Path, args: &[&str]) -> Result<Vec<serde_json::Value>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let what = format!("cargo {}", args.join(" "));
     let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--workspace", "--no-run", "--message-format=json"])
+    cmd.args(args)
+        .arg("--message-format=json")
         .current_dir(workspace);
     let exe = std::env::current_exe().unwrap_or_default();
     if exe.components().any(|c| c.as_os_str() == "release") {
         cmd.arg("--release");
     }
-    let out = cmd.output().context("running cargo test --no-run")?;
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
-        bail!(
-            "cargo test --no-run failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
+}
+
+/// The test executables of the workspace at `workspace`.
+pub fn test_binaries(workspace: &Path) -> Result<Vec<TestBinary>> {
+    let messages = cargo_messages(workspace, &["test", "--workspace", "--no-run"])?;
     let mut found = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
+    for msg in messages {
         if msg["reason"] != "compiler-artifact" || msg["profile"]["test"] != true {
             continue;
         }
@@ -107,40 +113,12 @@ pub fn find<'a>(bins: &'a [TestBinary], package: &str, target: &str) -> Result<&
 /// Builds the workspace's `cfsctl` (in the profile the running test was
 /// built with) and returns its path.
 pub fn cfsctl(workspace: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "cfs-cli",
-        "--bin",
-        "cfsctl",
-        "--message-format=json",
-    ])
-    .current_dir(workspace);
-    let exe = std::env::current_exe().unwrap_or_default();
-    if exe.components().any(|c| c.as_os_str() == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().context("running cargo build -p cfs-cli")?;
-    if !out.status.success() {
-        bail!(
-            "cargo build -p cfs-cli failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if msg["reason"] == "compiler-artifact"
-            && msg["target"]["name"] == "cfsctl"
-            && let Some(p) = msg["executable"].as_str()
-        {
-            return Ok(p.into());
-        }
-    }
-    bail!("cargo build -p cfs-cli reported no cfsctl executable")
+    cargo_messages(workspace, &["build", "-p", "cfs-cli", "--bin", "cfsctl"])?
+        .iter()
+        .find(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "cfsctl")
+        .and_then(|msg| msg["executable"].as_str())
+        .map(PathBuf::from)
+        .context("cargo build -p cfs-cli reported no cfsctl executable")
 }
 
 #[cfg(test)]

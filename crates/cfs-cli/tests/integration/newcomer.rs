@@ -2,7 +2,7 @@
 //! by cfs are accepted back, global options anywhere, `untag`, `oci images
 //! --no-trunc`, `init` refusing conflicting options.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::oci_support::{base_tar, cfs, exec, gzip, ok, write_layout};
@@ -227,8 +227,10 @@ fn init_refuses_conflicting_options() {
     );
 }
 
-#[test]
-fn oci_pull_prints_the_mountable_id_and_short_digests_resolve() {
+/// An insecure repository and an OCI layout with one image tagged `v1`
+/// (`/usr/hello`); returns the directory holding both, their paths and the
+/// manifest digest.
+fn repo_and_layout() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     ok("init", &exec(cfs(&repo).args(["init", "--insecure"])));
@@ -236,6 +238,12 @@ fn oci_pull_prints_the_mountable_id_and_short_digests_resolve() {
     t.file("usr/hello", b"hello");
     let layout = tmp.path().join("layout");
     let manifest = write_layout(&layout, "v1", &[gzip(t.finish())]);
+    (tmp, repo, layout, manifest)
+}
+
+#[test]
+fn oci_pull_prints_the_mountable_id_and_short_digests_resolve() {
+    let (_tmp, repo, layout, manifest) = repo_and_layout();
     let src = format!("oci:{}:v1", layout.display());
     let out = ok(
         "oci pull",
@@ -402,13 +410,7 @@ fn an_application_image_without_usr_is_pulled() {
 
 #[test]
 fn oci_sources_say_what_they_have() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("repo");
-    ok("init", &exec(cfs(&repo).args(["init", "--insecure"])));
-    let mut t = base_tar();
-    t.file("usr/hello", b"hello");
-    let layout = tmp.path().join("layout");
-    write_layout(&layout, "v1", &[gzip(t.finish())]);
+    let (_tmp, repo, layout, _) = repo_and_layout();
     // A tag the layout does not have: its tags are listed.
     let src = format!("oci:{}:v9", layout.display());
     let e = err("pull v9", &exec(cfs(&repo).args(["oci", "pull", &src])));
