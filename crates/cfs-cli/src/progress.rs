@@ -4,6 +4,9 @@
 //! are hidden and no polling thread runs, so redirected output stays clean.
 //! The library exposes plain atomic counters; [`poll_while`] reads them from
 //! a helper thread every 100 ms while the work runs on the calling thread.
+//! When the work is done, [`summary`] says what it did in one line on
+//! stderr, terminal or not (after the bar is cleared), so logs of scripted
+//! runs show it too.
 
 use std::io::IsTerminal;
 use std::sync::mpsc;
@@ -80,6 +83,21 @@ pub(crate) fn poll_while<T>(
     update(bar);
     bar.finish_and_clear();
     result
+}
+
+/// `1 file`, `2 files`.
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The one-line summary of a long command, on stderr.
+pub(crate) fn summary(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Runs `work` with a spinner that ticks by itself.

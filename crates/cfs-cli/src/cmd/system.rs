@@ -161,11 +161,11 @@ pub(crate) fn run(command: SystemCommand) -> Result<()> {
                 out.push_str(&format!("warning: {p}\n"));
             }
             out.push_str(&format!(
-                "{} boot binaries, {} state directories, {} objects ({} bytes) {verb}\n",
+                "{} boot binaries, {} state directories, {} objects ({}) {verb}\n",
                 done.binaries.len(),
                 done.states.len(),
                 done.repo.objects_removed,
-                done.repo.bytes_removed
+                indicatif::HumanBytes(done.repo.bytes_removed)
             ));
             print(&out)
         }

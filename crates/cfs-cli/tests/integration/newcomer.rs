@@ -446,3 +446,192 @@ fn oci_sources_say_what_they_have() {
         &exec(cfs(&repo).args(["oci", "pull", "--platform", &host, &src, "x"])),
     );
 }
+
+#[test]
+fn a_registry_says_which_tags_it_has() {
+    if !crate::oci_support::have_tools("a_registry_says_which_tags_it_has", &["docker-registry"]) {
+        return;
+    }
+    let (_tmp, repo, layout, _) = repo_and_layout();
+    let reg = crate::oci_support::Registry::start();
+    reg.push_layout_raw(&layout, "test/img", "v1");
+    reg.push_layout_raw(&layout, "test/img", "v2");
+    let host = reg.host();
+    let src = format!("docker://{host}/test/img:v9");
+    let e = err("pull :v9", &exec(cfs(&repo).args(["oci", "pull", &src])));
+    assert!(
+        e.contains(&format!(
+            "tag v9 not found in {host}/test/img; it has tags: v1, v2"
+        )),
+        "{e}"
+    );
+    // The registry's own words stay at the end.
+    assert!(e.contains("MANIFEST_UNKNOWN"), "{e}");
+    let src = format!("docker://{host}/other/img:v1");
+    let e = err("pull other", &exec(cfs(&repo).args(["oci", "pull", &src])));
+    assert!(
+        e.contains(&format!("repository other/img not found on {host}")),
+        "{e}"
+    );
+    // Without NAME, the image is tagged with the repository and tag only.
+    let src = format!("docker://{host}/test/img:v2");
+    let out = ok("pull :v2", &exec(cfs(&repo).args(["oci", "pull", &src])));
+    assert!(out.contains("tagged   test/img:v2\n"), "{out}");
+}
+
+#[test]
+fn oci_pull_without_name_tags_the_short_name() {
+    let (_tmp, repo, layout, _) = repo_and_layout();
+    let src = format!("oci:{}:v1", layout.display());
+    let out = ok("pull", &exec(cfs(&repo).args(["oci", "pull", &src])));
+    assert!(out.contains("tagged   layout:v1\n"), "{out}");
+    let listing = ok("oci images", &exec(cfs(&repo).args(["oci", "images"])));
+    assert!(listing.contains("layout:v1"), "{listing}");
+    ok(
+        "inspect by short name",
+        &exec(cfs(&repo).args(["oci", "inspect", "layout:v1"])),
+    );
+}
+
+/// A stub registry serving `layout`'s image as `test/img:v1`, with the blob
+/// of the last layer stalling after a few bytes; returns the stub and the
+/// number of layers.
+fn registry_stalling_on_the_last_layer(layout: &Path) -> crate::stub_registry::StubRegistry {
+    use crate::stub_registry::{Reply, StubRegistry};
+    let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let manifest = blob(&manifest_digest);
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let stub = StubRegistry::start();
+    stub.route(
+        "/v2/test/img/manifests/v1",
+        Reply::ok("application/vnd.oci.image.manifest.v1+json", &manifest),
+    );
+    let config = m["config"]["digest"].as_str().unwrap();
+    stub.route(
+        &format!("/v2/test/img/blobs/{config}"),
+        Reply::ok("application/octet-stream", &blob(config)),
+    );
+    let layers = m["layers"].as_array().unwrap();
+    for (i, l) in layers.iter().enumerate() {
+        let digest = l["digest"].as_str().unwrap();
+        let bytes = blob(digest);
+        let reply = if i + 1 == layers.len() {
+            Reply::Stall {
+                length: bytes.len() as u64,
+                body: bytes[..100].to_vec(),
+            }
+        } else {
+            Reply::ok("application/octet-stream", &bytes)
+        };
+        stub.route(&format!("/v2/test/img/blobs/{digest}"), reply);
+    }
+    stub
+}
+
+#[test]
+fn an_interrupted_pull_says_what_it_left() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok("init", &exec(cfs(&repo).args(["init", "--insecure"])));
+    let layout = tmp.path().join("layout");
+    let mut first = base_tar();
+    first.file("usr/big", &[7u8; 100_000]);
+    let mut second = base_tar();
+    second.file("usr/other", &[9u8; 100_000]);
+    write_layout(
+        &layout,
+        "v1",
+        &[
+            gzip(first.finish()),
+            crate::oci_support::plain(second.finish()),
+        ],
+    );
+    let stub = registry_stalling_on_the_last_layer(&layout);
+    let src = stub.reference("test/img:v1");
+
+    // A registry that stops sending: the error, then what was left.
+    let e = err(
+        "pull from a stalling registry",
+        &exec(cfs(&repo).args(["--threads", "2", "oci", "pull", "--timeout", "2", &src, "x"])),
+    );
+    assert!(e.contains("timed out"), "{e}");
+    assert!(
+        e.contains("The pull stopped after storing 1 of the 2 layers it started")
+            && e.contains("Pulling again reuses them; `cfsctl gc` reclaims them"),
+        "{e}"
+    );
+
+    // SIGINT in the middle: the same account, exit status 130.
+    let mut child = cfs(&repo)
+        .args(["--threads", "2", "oci", "pull", &src, "x"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // The first layer is already present from the timed-out pull: wait
+    // for the pull to be under way.
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("pull ended before it was interrupted:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("already present") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        rest.contains("Interrupted (SIGINT).") && rest.contains("`cfsctl gc` reclaims them"),
+        "{rest}"
+    );
+    // Nothing was tagged, and gc reclaims the first layer's objects.
+    let listing = ok("oci images", &exec(cfs(&repo).args(["oci", "images"])));
+    assert_eq!(listing.trim(), "No images found", "{listing}");
+    let gc = ok("gc", &exec(cfs(&repo).arg("gc")));
+    assert!(!gc.starts_with("Objects: 0 removed"), "{gc}");
+    assert!(gc.contains("KiB)") || gc.contains("MiB)"), "{gc}");
+}
+
+#[test]
+fn long_commands_end_with_a_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let tree = tmp.path().join("t");
+    std::fs::create_dir_all(tree.join("usr")).unwrap();
+    std::fs::write(tree.join("usr/big"), vec![1u8; 3 << 20]).unwrap();
+    ok("init", &exec(cfs(&repo).args(["init", "--insecure"])));
+    let out = exec(cfs(&repo).arg("create-image").arg(&tree).arg("img"));
+    ok("create-image", &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: 1 file (3.00 MiB) read, 1 new object stored (3.00 MiB) in ",
+            tree.display()
+        )),
+        "{stderr}"
+    );
+    let out = exec(cfs(&repo).arg("fsck"));
+    ok("fsck", &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Checked 2 objects ("), "{stderr}");
+    // The dry run speaks in the conditional.
+    ok("untag", &exec(cfs(&repo).args(["untag", "img"])));
+    let dry = ok("gc -n", &exec(cfs(&repo).args(["gc", "--dry-run"])));
+    assert!(dry.contains("Objects: 2 would be removed ("), "{dry}");
+}

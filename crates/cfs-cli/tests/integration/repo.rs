@@ -655,7 +655,7 @@ fn gc_removes_unreferenced_objects() {
     let hex = id.trim().strip_prefix("sha256:").unwrap().to_string();
     assert_eq!(
         ok(&run(cfsctl(&repo).arg("gc"))),
-        "Objects: 0 removed (0 bytes)\n"
+        "Objects: 0 removed (0 B)\n"
     );
 
     // What goes when "drop" is untagged: its image and its file objects.
@@ -669,7 +669,8 @@ fn gc_removes_unreferenced_objects() {
     assert_eq!(
         dry,
         format!(
-            "Dry run (no files deleted):\nObjects: {count} removed ({bytes} bytes)\nPruned symlinks: 1 images, 0 streams\n"
+            "Dry run (no files deleted):\nObjects: {count} would be removed ({})\nSymlinks that would be pruned: 1 images, 0 streams\n",
+            indicatif::HumanBytes(bytes)
         )
     );
     assert!(object(&repo, &hex).is_file());
@@ -677,13 +678,16 @@ fn gc_removes_unreferenced_objects() {
     let rooted = ok(&run(cfsctl(&repo).args(["gc", "-n", "--root", &hex])));
     assert_eq!(
         rooted,
-        "Dry run (no files deleted):\nObjects: 0 removed (0 bytes)\n"
+        "Dry run (no files deleted):\nObjects: 0 would be removed (0 B)\n"
     );
 
     let out = ok(&run(cfsctl(&repo).arg("gc")));
     assert_eq!(
         out,
-        format!("Objects: {count} removed ({bytes} bytes)\nPruned symlinks: 1 images, 0 streams\n")
+        format!(
+            "Objects: {count} removed ({})\nPruned symlinks: 1 images, 0 streams\n",
+            indicatif::HumanBytes(bytes)
+        )
     );
     assert!(!object(&repo, &hex).exists());
     assert!(repo.join("images").join(&hex).symlink_metadata().is_err());
@@ -691,7 +695,7 @@ fn gc_removes_unreferenced_objects() {
     ok(&run(cfsctl(&repo).args(["dump", "keep"])));
     assert_eq!(
         ok(&run(cfsctl(&repo).arg("gc"))),
-        "Objects: 0 removed (0 bytes)\n"
+        "Objects: 0 removed (0 B)\n"
     );
 }
 
@@ -730,7 +734,7 @@ fn transaction_holds_off_gc() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     let out = gc.wait_with_output().unwrap();
-    assert_eq!(ok(&out), "Objects: 0 removed (0 bytes)\n");
+    assert_eq!(ok(&out), "Objects: 0 removed (0 B)\n");
     // It said why it waited.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -59,7 +59,8 @@ pub trait PullProgress: Send + Sync {
     fn layer_start(&self, index: usize, diff_id: &str, size: u64);
     /// `bytes` more compressed bytes of layer `index` were read.
     fn layer_progress(&self, index: usize, bytes: u64);
-    /// Layer `index` is done (`skipped`: it was already present).
+    /// Layer `index` is done (`skipped`: it was already present). Not
+    /// called for a layer that failed.
     fn layer_done(&self, index: usize, skipped: bool);
 }
 
@@ -570,11 +571,13 @@ fn import_one(
         let fetched = producer.join().unwrap_or(0);
         r.map(|import| (import, fetched))
     });
-    if let Some(p) = progress {
-        p.layer_done(job.index, false);
-    }
     match fetched {
-        Ok((import, fetched)) => Ok(Imported { fetched, import }),
+        Ok((import, fetched)) => {
+            if let Some(p) = progress {
+                p.layer_done(job.index, false);
+            }
+            Ok(Imported { fetched, import })
+        }
         Err(source) => {
             if let Some(msg) = blob_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
                 if msg == CANCELLED {

@@ -172,6 +172,10 @@ pub enum SourceError {
         /// What is wrong.
         reason: String,
     },
+    /// The registry answered 404 for a manifest or blob: the message names
+    /// what was asked for, where, and what the registry has instead.
+    #[error("{0}")]
+    NotFound(String),
     /// Anything else (I/O, registry, JSON), with a message naming what failed.
     #[error("{0}")]
     Other(String),

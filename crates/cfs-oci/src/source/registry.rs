@@ -137,6 +137,55 @@ impl RegistrySource {
     }
 }
 
+impl RegistrySource {
+    /// The plain-words error for a 404 on the reference's manifest: which
+    /// tag (or digest) is missing from which repository, and the tags the
+    /// repository has (or that the repository itself is unknown). `detail`
+    /// is the registry's own answer, kept at the end.
+    fn not_found(&self, detail: &str) -> SourceError {
+        // The registry's own answer, without the request prefix.
+        let detail = detail.find("HTTP ").map_or(detail, |at| &detail[at..]);
+        let reference = &self.reference;
+        let place = format!("{}/{}", reference.registry(), reference.repository());
+        let missing = match (reference.digest(), reference.tag()) {
+            (Some(digest), _) => format!("manifest {digest}"),
+            (None, tag) => format!("tag {}", tag.unwrap_or("latest")),
+        };
+        let tags = self.runtime.block_on(self.http.tags(reference));
+        let known = match tags {
+            Ok(None) => {
+                return SourceError::NotFound(format!(
+                    "{}: repository {} not found on {} (the registry answered {detail})",
+                    self.describe,
+                    reference.repository(),
+                    reference.registry()
+                ));
+            }
+            Ok(Some(tags)) if tags.is_empty() => "; it has no tags".to_owned(),
+            Ok(Some(mut tags)) => {
+                tags.sort();
+                let shown = tags.len().min(MAX_TAGS_SHOWN);
+                let more = if tags.len() > shown {
+                    format!(" and {} more", tags.len() - shown)
+                } else {
+                    String::new()
+                };
+                format!("; it has tags: {}{more}", tags[..shown].join(", "))
+            }
+            // The listing is a courtesy: a registry that refuses it still
+            // gets the plain message.
+            Err(_) => String::new(),
+        };
+        SourceError::NotFound(format!(
+            "{}: {missing} not found in {place}{known} (the registry answered {detail})",
+            self.describe
+        ))
+    }
+}
+
+/// Tags listed in a "not found" message at most.
+const MAX_TAGS_SHOWN: usize = 20;
+
 impl ImageSource for RegistrySource {
     fn describe(&self) -> String {
         self.describe.clone()
@@ -144,7 +193,10 @@ impl ImageSource for RegistrySource {
 
     fn manifest(&self, platform: &Platform) -> Result<FetchedManifest, SourceError> {
         let what = &self.describe;
-        let mut bytes = self.fetch(&self.reference)?;
+        let mut bytes = match self.fetch(&self.reference) {
+            Err(SourceError::NotFound(detail)) => return Err(self.not_found(&detail)),
+            other => other?,
+        };
         let mut expected = self
             .reference
             .digest()

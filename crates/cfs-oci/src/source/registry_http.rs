@@ -251,8 +251,43 @@ impl Http {
                     ));
                 }
             }
+            if status == StatusCode::NOT_FOUND {
+                return Err(SourceError::NotFound(text));
+            }
             return Err(SourceError::Other(text));
         }
+    }
+
+    /// The tags of `reference`'s repository (`/v2/REPO/tags/list`), at
+    /// most [`MAX_DOCUMENT`] bytes of JSON; `None` when the repository is
+    /// unknown to the registry.
+    pub(crate) async fn tags(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let url = format!(
+            "{}://{}/v2/{}/tags/list",
+            self.scheme,
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let what = format!("listing the tags of {}", reference.repository());
+        let mut response = match self.get(reference, &url, None, &what).await {
+            Ok(response) => response,
+            Err(SourceError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let body = self
+            .read_capped(&mut response, MAX_DOCUMENT as usize, &what)
+            .await?;
+        let list: TagList = serde_json::from_slice(&body)
+            .map_err(|e| SourceError::Other(format!("{what}: {e}")))?;
+        Ok(Some(list.tags.unwrap_or_default()))
     }
 
     /// The body of `response`, at most `limit` bytes (the rest is not read;

@@ -107,12 +107,22 @@ pub(crate) fn create_image(global: &GlobalOpts, args: &CreateImageArgs) -> Resul
     let opts = dir_options(global, &args.tree);
     let counters = Progress::default();
     let bar = progress::spinner("Scanning");
+    let start = std::time::Instant::now();
     let digest = progress::poll_while(
         &bar,
         |bar| show(bar, &counters, true),
         || repo.create_image_from_dir(&args.path, &opts, args.name.as_deref(), Some(&counters)),
     )
     .map_err(with_hint)?;
+    progress::summary(&format!(
+        "{}: {} ({}) read, {} stored ({}) in {:.1} s",
+        args.path.display(),
+        progress::count(counters.files.load(Ordering::Relaxed), "file"),
+        HumanBytes(counters.bytes.load(Ordering::Relaxed)),
+        progress::count(counters.stored.load(Ordering::Relaxed), "new object"),
+        HumanBytes(counters.stored_bytes.load(Ordering::Relaxed)),
+        start.elapsed().as_secs_f64()
+    ));
     print(&format!("{}\n", digest_id(&digest)))
 }
 

@@ -21,6 +21,7 @@ pub(crate) fn fsck(global: &GlobalOpts, args: &FsckArgs) -> Result<()> {
     };
     let counters = FsckProgress::default();
     let bar = progress::counter("Checking objects");
+    let start = std::time::Instant::now();
     let report = progress::poll_while(
         &bar,
         |bar| {
@@ -33,6 +34,12 @@ pub(crate) fn fsck(global: &GlobalOpts, args: &FsckArgs) -> Result<()> {
         },
         || repo.fsck(&opts, Some(&counters)),
     )?;
+    progress::summary(&format!(
+        "Checked {} ({}) in {:.1} s",
+        progress::count(counters.objects_checked.load(Ordering::Relaxed), "object"),
+        HumanBytes(counters.bytes_checked.load(Ordering::Relaxed)),
+        start.elapsed().as_secs_f64()
+    ));
     let mut text = if args.json {
         serde_json::to_string_pretty(&report)?
     } else {

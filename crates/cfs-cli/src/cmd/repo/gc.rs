@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
+use indicatif::HumanBytes;
 
 use cfs_core::repository::GcOptions;
 
@@ -10,9 +11,12 @@ use super::{open_repo, open_repo_read, print};
 use crate::cli::{GcArgs, GlobalOpts};
 use crate::progress;
 
-/// `gc [-r NAME]… [-n]`. Output as composefs-rs 0.9:
-/// `Dry run (no files deleted):` (dry run only), `Objects: N removed (B
-/// bytes)`, and `Pruned symlinks: I images, S streams` when any were pruned.
+/// `gc [-r NAME]… [-n]`. Output in composefs-rs 0.9's shape, with sizes
+/// in binary units (as every cfs line and bar) and a dry run in the
+/// conditional: `Objects: N removed (1.50 MiB)` and `Pruned symlinks: I
+/// images, S streams` when any were pruned; a dry run prints `Dry run (no
+/// files deleted):`, `Objects: N would be removed (…)` and `Symlinks that
+/// would be pruned: …`.
 pub(crate) fn gc(global: &GlobalOpts, args: &GcArgs) -> Result<()> {
     // A dry run only reads: it never upgrades an old repository either.
     let repo = if args.dry_run {
@@ -38,16 +42,29 @@ pub(crate) fn gc(global: &GlobalOpts, args: &GcArgs) -> Result<()> {
     let mut text = String::new();
     if args.dry_run {
         text.push_str("Dry run (no files deleted):\n");
-    }
-    text.push_str(&format!(
-        "Objects: {} removed ({} bytes)\n",
-        report.objects_removed, report.bytes_removed
-    ));
-    if report.images_pruned > 0 || report.streams_pruned > 0 {
         text.push_str(&format!(
-            "Pruned symlinks: {} images, {} streams\n",
-            report.images_pruned, report.streams_pruned
+            "Objects: {} would be removed ({})\n",
+            report.objects_removed,
+            HumanBytes(report.bytes_removed)
         ));
+        if report.images_pruned > 0 || report.streams_pruned > 0 {
+            text.push_str(&format!(
+                "Symlinks that would be pruned: {} images, {} streams\n",
+                report.images_pruned, report.streams_pruned
+            ));
+        }
+    } else {
+        text.push_str(&format!(
+            "Objects: {} removed ({})\n",
+            report.objects_removed,
+            HumanBytes(report.bytes_removed)
+        ));
+        if report.images_pruned > 0 || report.streams_pruned > 0 {
+            text.push_str(&format!(
+                "Pruned symlinks: {} images, {} streams\n",
+                report.images_pruned, report.streams_pruned
+            ));
+        }
     }
     print(&text)?;
     if report.mounted_images > 0 {
