@@ -67,7 +67,7 @@ key=$(
     {
         cat "$script" "$here/oci-lib.sh" "$cfsctl"
         echo "${base##*/}"
-        find "$repo/contrib" -type f -print0 | sort -z | xargs -0 cat
+        find "$repo/contrib/dracut" "$repo/contrib/systemd" -type f -print0 | sort -z | xargs -0 cat
     } | sha256sum | cut -c1-16
 )
 name=vm-images-$key

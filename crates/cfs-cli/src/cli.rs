@@ -23,9 +23,17 @@ The binary also acts as `mkcomposefs`, `composefs-info` and `mount.composefs`
 (C-compatible options) when called by those names or as
 `cfsctl mkcomposefs …` / `cfsctl composefs-info …` / `cfsctl mount.composefs …`.";
 
+/// The version and the git commit of the build (`0.1.0 (git 8a99f19abcde)`).
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("CFS_GIT_COMMIT"),
+    ")"
+);
+
 /// Manage composefs repositories and images.
 #[derive(Debug, Parser)]
-#[command(name = "cfsctl", version, after_help = AFTER_HELP)]
+#[command(name = "cfsctl", version = VERSION, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalOpts,
@@ -174,6 +182,23 @@ pub(crate) enum Command {
     /// In the initramfs: mount the deployment the kernel command line names as the new root
     /// (also as `composefs-setup-root`).
     SetupRoot(SetupRootArgs),
+    /// Print the shell completion script for SHELL.
+    ///
+    /// For example `cfsctl completions bash > /usr/share/bash-completion/completions/cfsctl`
+    /// (the Debian package installs them for bash, zsh and fish).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages into DIR (man1/, man8/).
+    ///
+    /// cfsctl and each subcommand, mkcomposefs(1), composefs-info(1) and
+    /// mount.composefs(8), from the same text as --help.
+    #[command(hide = true)]
+    Manpages {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// `setup-root` options (the defaults are the initramfs's).
@@ -268,7 +293,8 @@ pub(crate) enum OciCommand {
 pub(crate) struct OciPullArgs {
     /// The image to pull.
     pub(crate) source: String,
-    /// Tag to store it under (default: SOURCE).
+    /// Tag to store it under (default: the source's repository and tag, e.g.
+    /// `debian:12` for docker://docker.io/library/debian:12).
     pub(crate) tag: Option<String>,
     /// Platform to choose from an image index (os/arch[/variant]; default: this machine's).
     #[arg(long, value_name = "PLATFORM")]
@@ -281,6 +307,12 @@ pub(crate) struct OciPullArgs {
     /// Credentials file (containers-auth.json format) instead of the usual locations.
     #[arg(long, value_name = "FILE")]
     pub(crate) authfile: Option<PathBuf>,
+    /// containers-registries.conf(5) file to use (mirrors, insecure and
+    /// blocked registries, rewritten locations) instead of
+    /// $CONTAINERS_REGISTRIES_CONF, ~/.config/containers/registries.conf or
+    /// /etc/containers/registries.conf and their .d drop-ins.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) registries_conf: Option<PathBuf>,
     /// Idle timeout of registry requests in seconds: a registry that sends
     /// nothing for this long fails the pull (default 120, or CFS_OCI_TIMEOUT).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]

@@ -10,6 +10,7 @@
 mod cli;
 mod cmd;
 mod getopt;
+mod man;
 mod output;
 mod progress;
 

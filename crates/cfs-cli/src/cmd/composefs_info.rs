@@ -40,10 +40,55 @@ const LONGS: &[LongOpt<Opt>] = &[
     },
 ];
 
+/// The synopsis (usage and manual page), as C composefs-info prints it.
+pub(crate) const SYNOPSIS: &str = "composefs-info [--basedir=path] [--filter=name]... \
+     [ls|objects|dump|missing-objects|measure-file] IMAGES...";
+
+/// The commands and what they print, for the composefs-info(1) page (the
+/// C usage text has no descriptions).
+pub(crate) const COMMANDS: &[(&str, &str)] = &[
+    (
+        "ls",
+        "List the entries of each image below the root, one per line, depth first: \
+         directories end in /, symlinks show -> TARGET, files backed by an object show @ OBJECT.",
+    ),
+    (
+        "dump",
+        "Print each image as a dumpfile (composefs-dump(5)), the text mkcomposefs --from-file \
+         reads back.",
+    ),
+    (
+        "objects",
+        "List the backing objects (relative paths such as ab/cdef...) the images reference, \
+         sorted and merged over all images, each once.",
+    ),
+    (
+        "missing-objects",
+        "Like objects, but only those missing below --basedir (without --basedir, every \
+         object).",
+    ),
+    (
+        "measure-file",
+        "Print the fs-verity SHA-256 digest of each FILE given instead of an image (read from \
+         the kernel where the file has fs-verity, computed otherwise).",
+    ),
+];
+
+/// The options, for the composefs-info(1) page.
+pub(crate) const OPTIONS: &[(&str, &str)] = &[
+    (
+        "--basedir=PATH",
+        "The object directory that missing-objects checks against.",
+    ),
+    (
+        "--filter=NAME",
+        "Only load and print the top-level entry NAME and what is below it; may be repeated. \
+         NAME must not contain a /.",
+    ),
+];
+
 fn usage() {
-    eprintln!(
-        "usage: {PROG} [--basedir=path] [--filter=name]... [ls|objects|dump|missing-objects|measure-file] IMAGES..."
-    );
+    eprintln!("usage: {SYNOPSIS}");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,23 +101,57 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The options and what they do: the usage text and the mkcomposefs(1)
+/// page are both made from this table. `{threads}` stands for the default
+/// number of threads.
+pub(crate) const OPTIONS: &[(&str, &str)] = &[
+    (
+        "--digest-store=PATH",
+        "Store content files in this directory",
+    ),
+    ("--use-epoch", "Make all mtimes zero"),
+    ("--skip-devices", "Don't store device nodes"),
+    ("--skip-xattrs", "Don't store file xattrs"),
+    ("--user-xattrs", "Only store user.* xattrs"),
+    ("--print-digest", "Print the digest of the image"),
+    (
+        "--print-digest-only",
+        "Print the digest of the image, don't write image",
+    ),
+    ("--from-file", "The source is a dump file, not a directory"),
+    (
+        "--min-version=N",
+        "Use this minimal format version (default=0)",
+    ),
+    // The C tool's spelling, kept byte for byte.
+    (
+        "--max-version=N",
+        "Use this maxium format version (default=1)",
+    ),
+    (
+        "--threads=N",
+        "Use this to override the default number of threads used to calculate digest and copy \
+         files (default={threads})",
+    ),
+];
+
+/// The synopsis (usage and manual page).
+pub(crate) const SYNOPSIS: &str = "mkcomposefs [OPTIONS] SOURCE IMAGE";
+
+/// The usage text, with `threads` as the default thread count.
+fn usage_text(threads: &str) -> String {
+    let mut text = format!("Usage: {SYNOPSIS}\nOptions:\n");
+    for (option, help) in OPTIONS {
+        text.push_str(&format!(
+            "  {option:<22}{}\n",
+            help.replace("{threads}", threads)
+        ));
+    }
+    text
+}
+
 fn usage() {
-    eprint!(
-        "Usage: {PROG} [OPTIONS] SOURCE IMAGE\n\
-         Options:\n  \
-         --digest-store=PATH   Store content files in this directory\n  \
-         --use-epoch           Make all mtimes zero\n  \
-         --skip-devices        Don't store device nodes\n  \
-         --skip-xattrs         Don't store file xattrs\n  \
-         --user-xattrs         Only store user.* xattrs\n  \
-         --print-digest        Print the digest of the image\n  \
-         --print-digest-only   Print the digest of the image, don't write image\n  \
-         --from-file           The source is a dump file, not a directory\n  \
-         --min-version=N       Use this minimal format version (default=0)\n  \
-         --max-version=N       Use this maxium format version (default=1)\n  \
-         --threads=N           Use this to override the default number of threads used to calculate digest and copy files (default={})\n",
-        default_threads()
-    );
+    eprint!("{}", usage_text(&default_threads().to_string()));
 }
 
 /// A fatal error: the message (printed as `mkcomposefs: MSG`) and whether the
@@ -416,6 +450,28 @@ impl Write for Tee<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The usage text made from the table is C mkcomposefs 1.0.8's.
+    #[test]
+    fn usage_text_from_the_table() {
+        assert_eq!(
+            usage_text("4"),
+            "Usage: mkcomposefs [OPTIONS] SOURCE IMAGE\n\
+             Options:\n  \
+             --digest-store=PATH   Store content files in this directory\n  \
+             --use-epoch           Make all mtimes zero\n  \
+             --skip-devices        Don't store device nodes\n  \
+             --skip-xattrs         Don't store file xattrs\n  \
+             --user-xattrs         Only store user.* xattrs\n  \
+             --print-digest        Print the digest of the image\n  \
+             --print-digest-only   Print the digest of the image, don't write image\n  \
+             --from-file           The source is a dump file, not a directory\n  \
+             --min-version=N       Use this minimal format version (default=0)\n  \
+             --max-version=N       Use this maxium format version (default=1)\n  \
+             --threads=N           Use this to override the default number of threads used \
+             to calculate digest and copy files (default=4)\n"
+        );
+    }
 
     #[test]
     fn strtol_like_numbers() {

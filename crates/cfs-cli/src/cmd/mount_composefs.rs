@@ -22,22 +22,46 @@ use crate::cmd::strerror;
 
 const PROG: &str = "mount.composefs";
 
-const USAGE: &str = "\
-usage: mount.composefs [-t composefs] [-o OPTION[,OPTION...]] IMAGE MOUNTPOINT
-Mounts the composefs IMAGE on MOUNTPOINT.
-Example:
-  mount.composefs -o basedir=/composefs/objects image.cfs /mnt
-Options:
-  basedir=PATH[:PATH...]  object directories, searched in order (required)
-  digest=DIGEST           require this fs-verity digest of IMAGE (implies verity)
-  verity                  require valid fs-verity digests on all objects
-  tryverity               use verity if the kernel supports it
-  idmap=PATH              ID-map the mount with the user namespace at PATH
-  ro                      read-only mount
-  rw                      read-write mount (the default)
-  upperdir=PATH           overlayfs upper directory (needs workdir)
-  workdir=PATH            overlayfs work directory (needs upperdir)
-";
+/// The `-o` options and what they do: the usage text and the
+/// mount.composefs(8) page are both made from this table.
+pub(crate) const OPTIONS: &[(&str, &str)] = &[
+    (
+        "basedir=PATH[:PATH...]",
+        "object directories, searched in order (required)",
+    ),
+    (
+        "digest=DIGEST",
+        "require this fs-verity digest of IMAGE (implies verity)",
+    ),
+    ("verity", "require valid fs-verity digests on all objects"),
+    ("tryverity", "use verity if the kernel supports it"),
+    (
+        "idmap=PATH",
+        "ID-map the mount with the user namespace at PATH",
+    ),
+    ("ro", "read-only mount"),
+    ("rw", "read-write mount (the default)"),
+    ("upperdir=PATH", "overlayfs upper directory (needs workdir)"),
+    ("workdir=PATH", "overlayfs work directory (needs upperdir)"),
+];
+
+/// The synopsis line (usage and manual page).
+pub(crate) const SYNOPSIS: &str =
+    "mount.composefs [-t composefs] [-o OPTION[,OPTION...]] IMAGE MOUNTPOINT";
+
+/// The example of the usage text.
+pub(crate) const EXAMPLE: &str = "mount.composefs -o basedir=/composefs/objects image.cfs /mnt";
+
+/// `-h`'s text.
+fn usage_text() -> String {
+    let mut text = format!(
+        "usage: {SYNOPSIS}\nMounts the composefs IMAGE on MOUNTPOINT.\nExample:\n  {EXAMPLE}\nOptions:\n"
+    );
+    for (option, help) in OPTIONS {
+        text.push_str(&format!("  {option:<24}{help}\n"));
+    }
+    text
+}
 
 /// A fatal error: the message (without the program name) and whether the
 /// usage follows it.
@@ -93,7 +117,7 @@ struct Options {
 pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
     let result = parse_args(&args).and_then(|request| match request {
         Request::Help => {
-            let _ = io::stderr().lock().write_all(USAGE.as_bytes());
+            let _ = io::stderr().lock().write_all(usage_text().as_bytes());
             Ok(())
         }
         Request::Mount {
@@ -114,7 +138,7 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
                 let _ = writeln!(err, "{PROG}: {line}");
             }
             if f.usage {
-                let _ = err.write_all(USAGE.as_bytes());
+                let _ = err.write_all(usage_text().as_bytes());
             }
             ExitCode::FAILURE
         }

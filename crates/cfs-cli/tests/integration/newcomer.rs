@@ -635,3 +635,164 @@ fn long_commands_end_with_a_summary() {
     let dry = ok("gc -n", &exec(cfs(&repo).args(["gc", "--dry-run"])));
     assert!(dry.contains("Objects: 2 would be removed ("), "{dry}");
 }
+
+#[test]
+fn version_completions_and_manual_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        ok(
+            &args.join(" "),
+            &exec(cfs(&tmp.path().join("r")).args(args)),
+        )
+    };
+    // --version names the commit the binary was built from.
+    let version = run(&["--version"]);
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match commit {
+        Some(c) => assert_eq!(
+            version.trim(),
+            format!("cfsctl {} (git {c})", env!("CARGO_PKG_VERSION"))
+        ),
+        None => assert!(version.starts_with("cfsctl "), "{version}"),
+    }
+    // Completions for every subcommand level.
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("complete -F _cfsctl") && bash.contains("cfsctl__subcmd__oci__subcmd__pull"),
+        "{}",
+        &bash[..bash.len().min(500)]
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(
+            run(&["completions", shell]).contains("create-image"),
+            "{shell}"
+        );
+    }
+    // Manual pages: cfsctl and every visible subcommand, and the drop-in tools
+    // with the options their usage texts list.
+    let dir = tmp.path().join("man");
+    let listing = run(&["manpages", dir.to_str().unwrap()]);
+    for page in [
+        "man1/cfsctl.1",
+        "man1/cfsctl-oci-pull.1",
+        "man1/cfsctl-system-install-to-disk.1",
+        "man1/mkcomposefs.1",
+        "man1/composefs-info.1",
+        "man8/mount.composefs.8",
+    ] {
+        assert!(listing.contains(page), "{page} not in:\n{listing}");
+    }
+    assert!(
+        !listing.contains("manpages"),
+        "the hidden command has a page"
+    );
+    let mk = std::fs::read_to_string(dir.join("man1/mkcomposefs.1")).unwrap();
+    assert!(mk.contains(".B \\-\\-digest\\-store=PATH"), "{mk}");
+    let mount = std::fs::read_to_string(dir.join("man8/mount.composefs.8")).unwrap();
+    assert!(mount.contains(".B basedir=PATH[:PATH...]"), "{mount}");
+}
+
+#[test]
+fn registries_conf_rewrites_mirrors_blocks_and_allows_http() {
+    if !crate::oci_support::have_tools(
+        "registries_conf_rewrites_mirrors_blocks_and_allows_http",
+        &["docker-registry"],
+    ) {
+        return;
+    }
+    let (tmp, repo, layout, _) = repo_and_layout();
+    // On 127.0.0.2, which cfs does not take for a local registry: HTTPS
+    // unless registries.conf says it is insecure.
+    let reg = crate::oci_support::Registry::start_on("127.0.0.2");
+    reg.push_layout_raw(&layout, "test/img", "v1");
+    let host = reg.host();
+    let empty = tmp.path().join("empty.conf");
+    std::fs::write(&empty, "").unwrap();
+    let pull = |conf: &Path, src: &str| {
+        exec(
+            cfs(&repo)
+                .env("CONTAINERS_REGISTRIES_CONF", conf)
+                .args(["oci", "pull", src]),
+        )
+    };
+    let e = err(
+        "pull over HTTPS from a plain-HTTP registry",
+        &pull(&empty, &format!("docker://{host}/test/img:v1")),
+    );
+    assert!(e.contains(&format!("docker://{host}/test/img:v1")), "{e}");
+
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"unqualified-search-registries = ["docker.io"]
+
+[[registry]]
+location = "{host}"
+insecure = true
+
+[[registry]]
+prefix = "example.invalid/app"
+location = "{host}/test/img"
+insecure = true
+
+[[registry]]
+location = "127.0.0.1:9/test"
+[[registry.mirror]]
+location = "{host}/test"
+insecure = true
+
+[[registry]]
+prefix = "blocked.invalid"
+location = "blocked.invalid"
+blocked = true
+"#
+        ),
+    )
+    .unwrap();
+    // Insecure: plain HTTP.
+    let out = ok(
+        "pull, insecure",
+        &pull(&conf, &format!("docker://{host}/test/img:v1")),
+    );
+    assert!(out.contains("tagged   test/img:v1\n"), "{out}");
+    // A rewritten location (the short name is the user's, not the location's).
+    let out = ok(
+        "pull, rewritten",
+        &pull(&conf, "docker://example.invalid/app:v1"),
+    );
+    assert!(out.contains("tagged   app:v1\n"), "{out}");
+    // A dead primary (port 9, discard) with a mirror that has the image.
+    let out = ok(
+        "pull, mirror",
+        &pull(&conf, "docker://127.0.0.1:9/test/img:v1"),
+    );
+    assert!(out.contains("tagged   test/img:v1\n"), "{out}");
+    // Blocked: refused, naming the file.
+    let e = err(
+        "pull, blocked",
+        &pull(&conf, "docker://blocked.invalid/x:1"),
+    );
+    assert!(
+        e.contains("blocked") && e.contains(&conf.display().to_string()),
+        "{e}"
+    );
+    // --registries-conf wins over the environment.
+    let out = ok(
+        "pull --registries-conf",
+        &exec(
+            cfs(&repo)
+                .env("CONTAINERS_REGISTRIES_CONF", &empty)
+                .args(["oci", "pull", "--registries-conf"])
+                .arg(&conf)
+                .arg("docker://example.invalid/app:v1"),
+        ),
+    );
+    assert!(out.contains("tagged   app:v1\n"), "{out}");
+}

@@ -120,6 +120,8 @@ pub(crate) fn object_files(repo: &Path) -> std::collections::BTreeSet<PathBuf> {
 /// private storage; killed when dropped.
 pub(crate) struct Registry {
     child: Child,
+    /// The loopback address it listens on.
+    ip: &'static str,
     pub(crate) port: u16,
     /// The storage root directory (`docker/registry/v2/…` below it).
     pub(crate) storage: PathBuf,
@@ -128,9 +130,16 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn start() -> Registry {
+        Registry::start_on("127.0.0.1")
+    }
+
+    /// On another loopback address (`127.0.0.2`): a registry cfs does not
+    /// take for a local one, so it is reached over HTTPS unless configured
+    /// otherwise.
+    pub(crate) fn start_on(ip: &'static str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("data");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -141,7 +150,7 @@ impl Registry {
             format!(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
+                 http:\n  addr: {ip}:{port}\n",
                 storage.display()
             ),
         )
@@ -156,6 +165,7 @@ impl Registry {
             .expect("starting docker-registry");
         let reg = Registry {
             child,
+            ip,
             port,
             storage,
             _dir: dir,
@@ -175,7 +185,7 @@ impl Registry {
 
     /// `127.0.0.1:PORT`.
     pub(crate) fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// HTTP/1.0 GET (so no chunked encoding): status and body.
@@ -192,11 +202,11 @@ impl Registry {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<(u16, String, Vec<u8>)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        let mut s = TcpStream::connect((self.ip, self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut req = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n",
-            self.port
+            "{method} {path} HTTP/1.0\r\nHost: {}:{}\r\n",
+            self.ip, self.port
         );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));

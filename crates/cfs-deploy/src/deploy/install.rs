@@ -253,7 +253,8 @@ pub fn deploy_image(
     bootloader: Bootloader,
     seed_var: bool,
 ) -> io::Result<Deployed> {
-    let source = open_source(image, &SourceOptions::default()).map_err(other)?;
+    let opts = SourceOptions::for_reference(image, None).map_err(other)?;
+    let source = open_source(image, &opts).map_err(other)?;
     let report = pull(repo, source.as_ref(), &PullOptions::default()).map_err(other)?;
     let digest = report.manifest_digest.clone();
     tag_image(repo, &digest, &format!("localhost/bootc-{digest}")).map_err(other)?;

@@ -141,7 +141,8 @@ pub fn check(layout: &Layout, booted: &str) -> io::Result<Check> {
         .image_ref()
         .ok_or_else(|| other("the booted deployment's origin names no image"))?
         .to_owned();
-    let source = open_source(&image, &SourceOptions::default()).map_err(other)?;
+    let opts = SourceOptions::for_reference(&image, None).map_err(other)?;
+    let source = open_source(&image, &opts).map_err(other)?;
     let latest = source.manifest(&Platform::host()).map_err(other)?.digest;
     Ok(Check {
         image,

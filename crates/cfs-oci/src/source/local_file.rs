@@ -18,8 +18,8 @@
 //!   file in `$TMPDIR` first, since the tar index needs positioned reads; a
 //!   FIFO without a writer reads as empty (no wait) and is refused as such.
 //!   Devices, sockets and directories are refused.
-//! - **Credentials files** ([`read_regular`]): regular files only, at most
-//!   [`MAX_SMALL_FILE`] bytes.
+//! - **Credentials and registries.conf files** ([`read_regular`]): regular
+//!   files only, at most [`MAX_SMALL_FILE`] bytes.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -34,7 +34,7 @@ use rustix::io::Errno;
 /// pipe stops there instead of filling the disk.
 pub(crate) const MAX_SPOOLED_ARCHIVE: u64 = 256 << 30;
 
-/// Largest credentials file read (1 MiB).
+/// Largest credentials or registries.conf file read (1 MiB).
 pub(crate) const MAX_SMALL_FILE: u64 = 1 << 20;
 
 /// What a file type is called in messages (`a FIFO`).

@@ -17,15 +17,19 @@
 //!   FILE ends at the first `:`, as in containers-image);
 //! - `docker://HOST/REPO[:TAG|@DIGEST]` — a registry (HTTPS, or plain HTTP
 //!   for `localhost`, `127.0.0.1`, `[::1]` and registries in
-//!   [`SourceOptions::insecure_registries`]).
+//!   [`SourceOptions::insecure_registries`]); with
+//!   [`SourceOptions::registries`], remapped, mirrored, made plain HTTP or
+//!   blocked as that containers-registries.conf(5) configuration says.
 //!
 //! Submodules: `index` (index documents and platform choice, shared by all
 //! sources), `oci_layout` (layouts in a directory or in a tar), `archive`
 //! (tar member index, `oci-archive:`, `docker-archive:`), `registry`
-//! (`docker://` over oci-client), `auth` (containers-auth.json lookup) and
-//! `local_file` (opening layout, archive and credentials files: regular
-//! files only, never blocking on a FIFO, never leaving a layout through a
-//! symlink).
+//! (`docker://` over oci-client), [`registries_conf`]
+//! (containers-registries.conf(5)), `mirrored` (trying a reference's
+//! mirrors, then its primary location), `auth` (containers-auth.json
+//! lookup) and `local_file` (opening layout, archive, credentials and
+//! configuration files: regular files only, never blocking on a FIFO,
+//! never leaving a layout through a symlink).
 
 mod archive;
 mod auth;
@@ -33,11 +37,19 @@ mod auth;
 pub mod fuzz;
 mod index;
 mod local_file;
+mod mirrored;
 mod oci_layout;
+pub mod registries_conf;
 mod registry;
 mod registry_auth;
 mod registry_http;
+/// The workspace's stub registry, for the tests of `registry` and `mirrored`.
+#[cfg(test)]
+#[path = "../../../../tests/fixtures/stub_registry.rs"]
+#[allow(dead_code)]
+mod stub_registry;
 
+pub use registries_conf::RegistriesConf;
 pub use registry_http::DEFAULT_TIMEOUT;
 
 use std::fmt;
@@ -150,6 +162,37 @@ pub struct SourceOptions {
     /// Idle timeout of registry requests: a registry that sends nothing
     /// for this long fails the request ([`DEFAULT_TIMEOUT`] when `None`).
     pub timeout: Option<std::time::Duration>,
+    /// containers-registries.conf(5) for `docker://` references
+    /// ([`RegistriesConf::load_default`], or [`RegistriesConf::load`] for
+    /// an explicit file); `None` pulls from the reference's registry as
+    /// written.
+    pub registries: Option<std::sync::Arc<RegistriesConf>>,
+}
+
+impl SourceOptions {
+    /// The options for pulling `reference` as the container tools would:
+    /// for a `docker://` reference, the registries configuration of this
+    /// process ([`RegistriesConf::load_default`]), or the file `conf` when
+    /// given; local sources need none, so a broken configuration file does
+    /// not stop them.
+    pub fn for_reference(
+        reference: &str,
+        conf: Option<&std::path::Path>,
+    ) -> Result<Self, SourceError> {
+        let registries = if reference.starts_with("docker://") {
+            let conf = match conf {
+                Some(path) => RegistriesConf::load(path)?,
+                None => RegistriesConf::load_default()?,
+            };
+            Some(std::sync::Arc::new(conf))
+        } else {
+            None
+        };
+        Ok(Self {
+            registries,
+            ..Self::default()
+        })
+    }
 }
 
 /// Why a source could not be opened or read.
@@ -244,7 +287,10 @@ pub fn open_source(
             let rest = rest
                 .strip_prefix("//")
                 .ok_or_else(|| invalid("expected docker://HOST/REPO[:TAG|@DIGEST]"))?;
-            Ok(Box::new(registry::RegistrySource::open(rest, opts)?))
+            match &opts.registries {
+                Some(conf) => mirrored::open(reference, rest, conf, opts),
+                None => Ok(Box::new(registry::RegistrySource::open(rest, opts)?)),
+            }
         }
         _ => Err(invalid(
             "unknown transport (expected oci:, oci-archive:, docker-archive: or docker://)",

@@ -2,9 +2,11 @@
 //! private tokio runtime (two worker threads) owned by the source, so
 //! callers stay synchronous.
 //!
-//! - Plain HTTP for `localhost`, `127.0.0.1`, `[::1]` (any port) and the
+//! - Plain HTTP for `localhost`, `127.0.0.1`, `[::1]` (any port), the
 //!   registries in `SourceOptions::insecure_registries` (`host:port`, or
-//!   `host` for any port); HTTPS otherwise (rustls, ring provider).
+//!   `host` for any port) and the endpoints registries.conf marks
+//!   `insecure` ([`mirrored`](super::mirrored)); HTTPS otherwise (rustls,
+//!   ring provider).
 //! - Credentials from [`auth`](super::auth); bearer-token challenges are
 //!   answered by oci-client, the content requests are made by
 //!   [`registry_http`](super::registry_http), which bounds every wait (idle
@@ -68,7 +70,7 @@ fn auth_kind(auth: &RegistryAuth) -> &'static str {
 }
 
 /// The host of `host[:port]` (`[::1]:5000` → `[::1]`).
-fn host_of(registry: &str) -> &str {
+pub(super) fn host_of(registry: &str) -> &str {
     if registry.starts_with('[') {
         return registry.find(']').map_or(registry, |end| &registry[..=end]);
     }
@@ -97,7 +99,19 @@ impl RegistrySource {
     /// Parses `HOST/REPO[:TAG|@DIGEST]` (after `docker://`), looks up the
     /// credentials and builds the client and runtime. No network access.
     pub(crate) fn open(spec: &str, opts: &SourceOptions) -> Result<Self, SourceError> {
-        let describe = format!("docker://{spec}");
+        Self::open_endpoint(spec, format!("docker://{spec}"), false, opts)
+    }
+
+    /// [`open`](Self::open) for `spec` as a registries.conf endpoint:
+    /// `describe` names the source in messages (the user's reference, or
+    /// the mirror's), and `insecure` asks for plain HTTP on top of the
+    /// usual rules.
+    pub(crate) fn open_endpoint(
+        spec: &str,
+        describe: String,
+        insecure: bool,
+        opts: &SourceOptions,
+    ) -> Result<Self, SourceError> {
         let reference: Reference = spec.parse().map_err(|e| SourceError::InvalidReference {
             reference: describe.clone(),
             reason: format!("{e}"),
@@ -105,7 +119,7 @@ impl RegistrySource {
         let auth_env = AuthEnv::from_process(opts.auth_file.clone());
         let auth = auth::lookup(&auth_env, reference.registry(), reference.repository())?;
         let registry = reference.resolve_registry().to_owned();
-        let insecure = is_insecure(&registry, &opts.insecure_registries);
+        let insecure = insecure || is_insecure(&registry, &opts.insecure_registries);
         let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
         install_crypto_provider();
         let http = Http::new(auth.clone(), insecure, timeout)

@@ -2,13 +2,9 @@
 //! the middle of a manifest or blob (idle timeout), sends manifests that are
 //! too large or never end (size cap while reading).
 
-#[path = "../../../../tests/fixtures/stub_registry.rs"]
-#[allow(dead_code)]
-mod stub_registry;
-
 use std::time::{Duration, Instant};
 
-use stub_registry::{Reply, StubRegistry};
+use crate::source::stub_registry::{Reply, StubRegistry};
 
 use crate::source::{OCI_MANIFEST, Platform, SourceOptions, open_source, sha256_digest};
 

@@ -113,3 +113,28 @@ fn verity_modes() {
         assert_eq!(e.errno(), rustix::io::Errno::INVAL, "{bad}");
     }
 }
+
+/// The usage text made from the option table is the one the tool always
+/// printed (the same bytes as before the table existed).
+#[test]
+fn usage_text_from_the_table() {
+    assert_eq!(
+        super::usage_text(),
+        "\
+usage: mount.composefs [-t composefs] [-o OPTION[,OPTION...]] IMAGE MOUNTPOINT
+Mounts the composefs IMAGE on MOUNTPOINT.
+Example:
+  mount.composefs -o basedir=/composefs/objects image.cfs /mnt
+Options:
+  basedir=PATH[:PATH...]  object directories, searched in order (required)
+  digest=DIGEST           require this fs-verity digest of IMAGE (implies verity)
+  verity                  require valid fs-verity digests on all objects
+  tryverity               use verity if the kernel supports it
+  idmap=PATH              ID-map the mount with the user namespace at PATH
+  ro                      read-only mount
+  rw                      read-write mount (the default)
+  upperdir=PATH           overlayfs upper directory (needs workdir)
+  workdir=PATH            overlayfs work directory (needs upperdir)
+"
+    );
+}

@@ -45,6 +45,7 @@ pub(super) fn pull(global: &GlobalOpts, args: &OciPullArgs) -> Result<()> {
         insecure_registries: args.insecure_registry.clone(),
         auth_file: args.authfile.clone(),
         timeout: timeout(args)?,
+        ..SourceOptions::for_reference(&args.source, args.registries_conf.as_deref())?
     };
     let source = open_source(&args.source, &source_opts)
         .with_context(|| format!("Opening {}", args.source))?;

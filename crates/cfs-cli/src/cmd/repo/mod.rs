@@ -58,6 +58,8 @@ pub(crate) fn run(global: &GlobalOpts, command: Command) -> Result<()> {
         Command::Upgrade(args) => init::upgrade(global, &args),
         Command::System(command) => crate::cmd::system::run(command),
         Command::SetupRoot(args) => crate::cmd::setup_root::run(&args),
+        Command::Completions { shell } => crate::man::completions(shell),
+        Command::Manpages { dir } => crate::man::write_pages(&dir),
     }
 }
 
