@@ -39,32 +39,26 @@ pub(crate) fn gc(global: &GlobalOpts, args: &GcArgs) -> Result<()> {
         }),
     };
     let report = progress::spin_while("Collecting garbage", || repo.gc(&opts))?;
-    let mut text = String::new();
-    if args.dry_run {
-        text.push_str("Dry run (no files deleted):\n");
-        text.push_str(&format!(
-            "Objects: {} would be removed ({})\n",
-            report.objects_removed,
-            HumanBytes(report.bytes_removed)
-        ));
-        if report.images_pruned > 0 || report.streams_pruned > 0 {
-            text.push_str(&format!(
-                "Symlinks that would be pruned: {} images, {} streams\n",
-                report.images_pruned, report.streams_pruned
-            ));
-        }
+    // The same report, in the conditional for a dry run.
+    let (header, removed, pruned) = if args.dry_run {
+        (
+            "Dry run (no files deleted):\n",
+            "would be removed",
+            "Symlinks that would be pruned",
+        )
     } else {
+        ("", "removed", "Pruned symlinks")
+    };
+    let mut text = format!(
+        "{header}Objects: {} {removed} ({})\n",
+        report.objects_removed,
+        HumanBytes(report.bytes_removed)
+    );
+    if report.images_pruned > 0 || report.streams_pruned > 0 {
         text.push_str(&format!(
-            "Objects: {} removed ({})\n",
-            report.objects_removed,
-            HumanBytes(report.bytes_removed)
+            "{pruned}: {} images, {} streams\n",
+            report.images_pruned, report.streams_pruned
         ));
-        if report.images_pruned > 0 || report.streams_pruned > 0 {
-            text.push_str(&format!(
-                "Pruned symlinks: {} images, {} streams\n",
-                report.images_pruned, report.streams_pruned
-            ));
-        }
     }
     print(&text)?;
     if report.mounted_images > 0 {
