@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the Debian package of cfs from this checkout with dpkg-deb:
 #
-#   contrib/deb/build-deb.sh [--profile release|dev] [--out DIR]
+#   contrib/deb/build-deb.sh [--profile release|dev | --binary PATH] [--out DIR]
 #
 # It installs the stripped cfsctl as /usr/bin/cfsctl with its argv[0] names
 # (/usr/bin/mkcomposefs, /usr/bin/composefs-info, /usr/bin/composefs-setup-root
@@ -11,20 +11,25 @@
 # completions, the dracut module 37cfs and the systemd units of contrib/.
 # Prints the path of the .deb (default directory: target/deb).
 #
-# --profile dev packages the debug build (what `cargo test` already built; CI
-# uses it to save a release build); the default is the release build.
+# The default is the release build (`cargo build --release`); --profile dev
+# builds and packages the debug build instead, and --binary PATH packages a
+# cfsctl already built (CI passes target/debug/cfsctl, which `cargo test
+# --workspace` has just built: a `cargo build -p cfs-cli` would compile some
+# dependencies again with other features).
 # Needs: cargo, dpkg-dev (dpkg-shlibdeps), binutils (strip), gzip.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 profile=release
+binary=
 out=$repo/target/deb
 while (($#)); do
     case $1 in
     --profile) profile=$2; shift 2 ;;
+    --binary) binary=$(realpath "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: $0 [--profile release|dev] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--profile release|dev | --binary PATH] [--out DIR]" >&2; exit 2 ;;
     esac
 done
 case $profile in
@@ -32,13 +37,17 @@ release) bindir=release ;;
 dev) bindir=debug ;;
 *) echo "$0: --profile must be release or dev" >&2; exit 2 ;;
 esac
-for tool in cargo dpkg-deb dpkg-shlibdeps strip gzip; do
+for tool in dpkg-deb dpkg-shlibdeps strip gzip; do
     command -v "$tool" >/dev/null || { echo "$0: $tool is missing (apt-get install dpkg-dev binutils gzip)" >&2; exit 1; }
 done
 
 cd "$repo"
-cargo build --locked -p cfs-cli --profile "$profile" >&2
-bin=$repo/target/$bindir/cfsctl
+if [[ -n $binary ]]; then
+    bin=$binary
+else
+    cargo build --locked -p cfs-cli --profile "$profile" >&2
+    bin=$repo/target/$bindir/cfsctl
+fi
 
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Builds the OS images of the VM boot tests (crates/cfs-vmtest/tests/boot.rs) on top of the
+# Builds the OS images of the VM boot tests (crates/cfs-vmtest/tests/vm/boot.rs) on top of the
 # `vm` base of tests/os/build-debian-os.sh (Debian 12, systemd, dracut, systemd-boot, a 6.12
 # kernel from bookworm-backports), as OCI image layouts, cached.
 #

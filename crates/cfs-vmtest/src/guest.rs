@@ -347,8 +347,11 @@ impl Guest {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {}", qemu.display()))?;
+        // A KVM guest is up in a few seconds even on a loaded host; one that
+        // is not up after 20 s hangs (as on hosts whose KVM is unusable),
+        // and the run falls back to TCG.
         let boot_limit = match accel {
-            Accel::Kvm => Duration::from_secs(60),
+            Accel::Kvm => Duration::from_secs(20),
             Accel::Tcg => Duration::from_secs(300),
         };
         let mut booted = false;

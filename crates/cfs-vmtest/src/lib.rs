@@ -17,7 +17,7 @@
 //! - [`machine`]: whole-machine UEFI boots (OVMF) of an installed disk, for
 //!   the deployment tests, driven step by step through a control disk.
 //!
-//! The integration test `tests/guest.rs` uses all of it; it is what
+//! The integration test `tests/vm/guest.rs` uses all of it; it is what
 //! `cargo test --workspace` runs. See the README's "Guest tests".
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stderr)]

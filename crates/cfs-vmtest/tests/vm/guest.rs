@@ -3,9 +3,10 @@
 //! QEMU guest on a Debian 6.12 kernel, with `TMPDIR` on an ext4 filesystem
 //! with the `verity` feature (and `CFS_TEST_NOVERITY_DIR` on one without).
 //!
-//! The two big guests run at the same time (one vCPU each; libtest starts
-//! the tests in name order, two at a time on two cores), the harness's own
-//! test after them. Each test fails on any
+//! The guests (one vCPU each) run one after the other beside the VM boot
+//! test (libtest starts the tests of this binary in name order, two at a
+//! time on two cores: `boot::…` first, then these in turn). Each test
+//! fails on any
 //! guest failure: a failed or missing test, a suite that did not finish, a
 //! kernel panic, a guest that did not boot or overran its time limit.
 //!
