@@ -65,7 +65,10 @@ strip --strip-unneeded "$stage/usr/bin/cfsctl"
 for name in mkcomposefs composefs-info composefs-setup-root; do
     ln -s cfsctl "$stage/usr/bin/$name"
 done
-ln -s ../usr/bin/cfsctl "$stage/sbin/mount.composefs"
+# Absolute: on merged-/usr systems /sbin is a link to usr/sbin, where a
+# relative ../usr/bin would miss (and Debian policy wants links between
+# top-level directories absolute).
+ln -s /usr/bin/cfsctl "$stage/sbin/mount.composefs"
 
 # Manual pages: generated from the binary's own help definitions, plus the
 # hand-written format page; compressed as Debian policy asks.

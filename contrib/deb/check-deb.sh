@@ -10,7 +10,9 @@
 # 4. as root: builds an image with the installed mkcomposefs and mounts it with
 #    `mount -t composefs`, so mount(8) runs the installed /sbin/mount.composefs
 #    link. mount(8) looks for helpers in /sbin only, so this runs chrooted in an
-#    overlay of the scratch root over the host's / (in a private mount namespace).
+#    overlay of the scratch root over the host's / (in a private mount namespace),
+#    with the package's /sbin files moved where dpkg puts them on a merged-/usr
+#    host (through the /sbin -> usr/sbin link).
 set -euo pipefail
 
 deb=${1:?usage: $0 PACKAGE.deb}
@@ -32,7 +34,7 @@ for path in usr/bin/cfsctl usr/bin/mkcomposefs usr/bin/composefs-info usr/bin/co
     usr/lib/systemd/system/cfs-mark-good.service usr/share/doc/cfs/copyright; do
     [[ -e $root/$path ]] || fail "$path is not in the package"
 done
-[[ $(readlink "$root/sbin/mount.composefs") == ../usr/bin/cfsctl ]] || fail "/sbin/mount.composefs does not link to cfsctl"
+[[ $(readlink "$root/sbin/mount.composefs") == /usr/bin/cfsctl ]] || fail "/sbin/mount.composefs does not link to cfsctl"
 if file "$root/usr/bin/cfsctl" 2>/dev/null | grep -q "not stripped"; then fail "cfsctl is not stripped"; fi
 
 # 2. The tools, by their installed names.
@@ -81,6 +83,15 @@ unshare -m --propagation private bash -euo pipefail -c '
     mount -t tmpfs tmpfs "$work/rw"
     mkdir "$work/rw/root" "$work/rw/upper" "$work/rw/work"
     dpkg-deb -x "$2" "$work/rw/root"
+    # What dpkg does on a merged-/usr system (/sbin a link to usr/sbin):
+    # the package'"'"'s /sbin files land in /usr/sbin, reached through the link.
+    for d in bin sbin lib; do
+        if [[ -L /$d && -d $work/rw/root/$d && ! -L $work/rw/root/$d ]]; then
+            mkdir -p "$work/rw/root/$(readlink "/$d")"
+            cp -a "$work/rw/root/$d/." "$work/rw/root/$(readlink "/$d")/"
+            rm -rf "${work:?}/rw/root/$d"
+        fi
+    done
     mount -t overlay overlay -o "lowerdir=$work/rw/root:/,upperdir=$work/rw/upper,workdir=$work/rw/work" "$work/merged"
     for d in proc sys dev run tmp; do mount --rbind "/$d" "$work/merged/$d"; done
     mkdir -p "$work/merged$work"
