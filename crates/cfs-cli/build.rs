@@ -16,22 +16,23 @@ fn git(args: &[&str]) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
-fn main() {
-    println!("cargo:rerun-if-env-changed=CFS_GIT_COMMIT");
-    let commit = std::env::var("CFS_GIT_COMMIT")
+/// `$var` if set and not empty, else what git says, else `unknown`; cargo
+/// builds again when `$var` changes.
+fn setting(var: &str, git_args: &[&str]) -> String {
+    println!("cargo:rerun-if-env-changed={var}");
+    std::env::var(var)
         .ok()
-        .filter(|c| !c.is_empty())
-        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
-        .unwrap_or_else(|| "unknown".to_owned());
+        .filter(|v| !v.is_empty())
+        .or_else(|| git(git_args))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn main() {
+    let commit = setting("CFS_GIT_COMMIT", &["rev-parse", "--short=12", "HEAD"]);
     println!("cargo:rustc-env=CFS_GIT_COMMIT={commit}");
     // The commit's date (YYYY-MM-DD) dates the manual pages, so they are
     // the same for every build of a commit.
-    println!("cargo:rerun-if-env-changed=CFS_GIT_DATE");
-    let date = std::env::var("CFS_GIT_DATE")
-        .ok()
-        .filter(|d| !d.is_empty())
-        .or_else(|| git(&["log", "-1", "--format=%cs"]))
-        .unwrap_or_else(|| "unknown".to_owned());
+    let date = setting("CFS_GIT_DATE", &["log", "-1", "--format=%cs"]);
     println!("cargo:rustc-env=CFS_GIT_DATE={date}");
     // Built again when HEAD moves: HEAD itself, the branch it names, and
     // packed refs.

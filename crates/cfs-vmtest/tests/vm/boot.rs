@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::workspace;
 use cfs_vmtest::machine::{BootRun, Machine, tail};
 use cfs_vmtest::{DiskSpec, Guest, Suite, find_tool};
 
@@ -41,10 +42,6 @@ const TOOLS: &[&str] = &[
     "losetup",
     "fsverity",
 ];
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Whether the test can run here (else it is skipped, or fails under
 /// `CFS_TEST_PRIVILEGED=require`).

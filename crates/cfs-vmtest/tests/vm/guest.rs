@@ -17,10 +17,10 @@
 //! skips them explicitly (not in CI).
 #![allow(clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::workspace;
 use cfs_vmtest::cargo::{TestBinary, find, test_binaries};
 use cfs_vmtest::{Guest, GuestReport, Kernel, Suite, find_tool};
 
@@ -34,10 +34,6 @@ const TOOLS: &[&str] = &[
     "apt-get",
     "xz",
 ];
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The kernel and test binaries, prepared once per process; `None` when the
 /// tests are skipped.

@@ -10,5 +10,12 @@
 //! kernel) locked with `flock`, so two tests preparing the same thing at
 //! once wait for each other.
 
+use std::path::{Path, PathBuf};
+
 mod boot;
 mod guest;
+
+/// The workspace root (both halves build and find binaries there).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
